@@ -1,0 +1,1 @@
+"""Deployments of the flows: schedules, triggers and work pools."""

@@ -1,0 +1,1 @@
+"""Prefect flows composing the ptylib kernels (one module per pipeline) and the ``ptyflows`` CLI."""

@@ -1,0 +1,1 @@
+"""Prefect-free computational kernels of the ptyflows pipelines."""

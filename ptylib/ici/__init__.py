@@ -1,0 +1,1 @@
+"""Iterative centre-shift indexing (ICI): ledger, proposer, backends. No Prefect here."""

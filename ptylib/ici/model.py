@@ -1,0 +1,130 @@
+"""In-memory model of the ICI ledger: events, trials and proposals (lengths in mm)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+LEDGER_NAME = "image_run_log.csv"
+STATE_NAME = "image_run_state.json"
+LEDGER_HEADER = (
+    "run_n",
+    "det_shift_x_mm",
+    "det_shift_y_mm",
+    "indexed",
+    "wrmsd",
+    "next_dx_mm",
+    "next_dy_mm",
+    "next_reason",
+)
+DONE_TOKEN = "done"
+
+
+@dataclass(frozen=True, order=True)
+class EventKey:
+    """One frame: the absolute path of its HDF5 file and its event index in that file."""
+
+    h5_path: str
+    event: int
+
+    def label(self) -> str:
+        """Stable text form used as a JSON key and for RNG derivation: ``<path>//<event>``."""
+        return f"{self.h5_path}//{self.event}"
+
+    @classmethod
+    def from_label(cls, label: str) -> EventKey:
+        """Inverse of :meth:`label`."""
+        path, _, event = label.rpartition("//")
+        return cls(path, int(event))
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The next shift for an event (mm), or DONE when ``dx_mm``/``dy_mm`` are None and reason starts with ``done``."""
+
+    dx_mm: float | None
+    dy_mm: float | None
+    reason: str
+
+    @property
+    def is_done(self) -> bool:
+        """True when the event has converged and needs no further run."""
+        return self.dx_mm is None and self.reason.startswith("done")
+
+
+@dataclass
+class LedgerRow:
+    """One run of one event, as a line of ``image_run_log.csv``.
+
+    ``wrmsd`` is None when the run did not index (blank or ``nan`` in the file) and
+    ``math.inf`` for an explicit ``inf``, which counts as a failure. ``indexed`` is the
+    sticky "ever indexed" flag of the event as of this run. ``proposal`` is the
+    proposal patched onto this row (None while the row has no proposal yet).
+    """
+
+    run_n: int
+    det_shift_x_mm: float
+    det_shift_y_mm: float
+    indexed: bool
+    wrmsd: float | None
+    proposal: Proposal | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """A run succeeds when it indexed with a finite wRMSD."""
+        return self.wrmsd is not None and math.isfinite(self.wrmsd)
+
+
+@dataclass
+class EventHistory:
+    """All runs of one event in run order (a section of the grouped ledger)."""
+
+    key: EventKey
+    rows: list[LedgerRow] = field(default_factory=list)
+
+    @property
+    def is_done(self) -> bool:
+        """True when the last row carries a DONE proposal."""
+        return bool(self.rows) and self.rows[-1].proposal is not None and self.rows[-1].proposal.is_done
+
+
+class IciInputError(ValueError):
+    """Bad ICI input: names the file, the line (when known) and the field."""
+
+    def __init__(self, path: str, message: str, *, line: int | None = None, field_name: str | None = None):
+        where = path if line is None else f"{path}, line {line}"
+        what = f", field '{field_name}'" if field_name else ""
+        super().__init__(f"{where}{what}: {message}")
+        self.path = path
+        self.line = line
+        self.field_name = field_name
+
+
+CHUNK_METRICS_HEADER = (
+    "h5_path",
+    "event",
+    "det_shift_x_mm",
+    "det_shift_y_mm",
+    "indexed",
+    "wrmsd",
+    "n_peaks",
+    "n_reflections",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class ChunkMetric:
+    """One event's indexing outcome in one run: a row of ``run_###/chunk_metrics_###.csv``.
+
+    ``wrmsd`` (px) is None when not indexed; ``reason`` says why a run failed (empty on success).
+    """
+
+    key: EventKey
+    det_shift_x_mm: float
+    det_shift_y_mm: float
+    indexed: bool
+    wrmsd: float | None
+    n_peaks: int = 0
+    n_reflections: int = 0
+    reason: str = ""

@@ -1,0 +1,1 @@
+"""File helpers shared by every pipeline: atomic writes, run directories, locks."""

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks around the ptylib kernels: retries, caching, artifacts. No science here."""
