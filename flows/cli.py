@@ -1,0 +1,69 @@
+"""``ptyflows``: one command-line entry point, a subcommand group per pipeline.
+
+Imports are deferred into each subcommand so that ``--help`` and the fast paths
+(``ici propose``, ``ici summarize``, ``simulate``) load no Prefect, torch or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+DESCRIPTION = """\
+X-ray diffraction imaging pipelines as Prefect flows.
+
+pipelines:
+  ici        iterative detector-shift (beam-centre) indexing loop for serial crystallography
+  simulate   render one diffraction image with the differentiable (torch) simulator
+  refine     recover mosaic spread and misset by gradient descent through the simulator
+  demo       the main job on the built-in synthetic data (small profile)
+"""
+
+
+def _add_ici(sub: argparse._SubParsersAction) -> None:
+    from ptylib.ici import cli as ici_cli
+
+    ici = sub.add_parser("ici", help="iterative centre-shift indexing (ICI) loop",
+                         description="Iterative detector-shift indexing for serial crystallography.")
+    ici_sub = ici.add_subparsers(dest="ici_command", required=True, metavar="COMMAND")
+
+    ici_cli.add_ici_commands(ici_sub)
+
+    from flows import ici_cli_run
+
+    run = ici_sub.add_parser("run", help="run the ICI loop as a Prefect flow on your HDF5 data")
+    ici_cli_run.add_run_arguments(run)
+    run.set_defaults(handler=ici_cli_run.run_loop)
+
+    demo = ici_sub.add_parser("demo", help="run the ICI loop on a built-in synthetic run (stand-in indexer)")
+    ici_cli_run.add_demo_arguments(demo)
+    demo.set_defaults(handler=ici_cli_run.run_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``ptyflows`` argument parser."""
+    parser = argparse.ArgumentParser(prog="ptyflows", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="PIPELINE")
+    _add_ici(sub)
+
+    demo = sub.add_parser("demo", help="the main job: run the pipelines on built-in synthetic data")
+    from flows import ici_cli_run
+
+    ici_cli_run.add_demo_arguments(demo)
+    demo.set_defaults(handler=ici_cli_run.run_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""``ptyflows ici run`` and ``ptyflows ici demo``: the ICI loop flow from the command line.
+
+Prefect and the flow are imported only when a command runs, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import stat
+import sys
+from pathlib import Path
+
+from ptylib.ici.cli import add_ici_propose_arguments, options_from_args
+
+
+def _add_loop_arguments(parser: argparse.ArgumentParser) -> None:
+    loop = parser.add_argument_group("loop")
+    loop.add_argument("--max-iterations", type=int, default=10, help="total runs of the run root (default 10)")
+    loop.add_argument("--workers", type=int, default=2, help="event batches indexed at once (default 2)")
+    loop.add_argument("--batch-size", type=int, default=0, help="events per task run (default 0 = automatic)")
+    loop.add_argument("--event-timeout-s", type=float, default=600.0, help="limit of one event's job (s)")
+    loop.add_argument("--initial-shift-mm", type=float, nargs=2, default=(0.0, 0.0), metavar=("X", "Y"),
+                      help="detector shift of each event's first run (mm)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ici run``: data, backend, loop and every proposer knob (the seed's flag names)."""
+    add_ici_propose_arguments(parser)
+    data = parser.add_argument_group("data")
+    data.add_argument("--input", dest="inputs", action="append", default=[], metavar="H5",
+                      help="CrystFEL-style multi-event HDF5 file (repeatable)")
+    data.add_argument("--events", default="all", help="event selection per input, e.g. 0-99,120 (default all)")
+    data.add_argument("--event-list", help="list file of 'file.h5 //N' lines (instead of or besides --input)")
+    index = parser.add_argument_group("indexer")
+    index.add_argument("--backend", choices=("crystfel", "command"), default="crystfel")
+    index.add_argument("--geometry", help="CrystFEL geometry file (crystfel backend)")
+    index.add_argument("--indexamajig", default="indexamajig", help="indexamajig command (default: on PATH)")
+    index.add_argument("--indexing", default="xgandalf", help="indexamajig --indexing method")
+    index.add_argument("--no-refine", action="store_true", help="pass --no-refine (Step-1 search only)")
+    index.add_argument("--cell-file", help="unit cell file for indexamajig -p")
+    index.add_argument("--extra-args", default="", help="extra indexamajig arguments, as one shell-quoted string")
+    index.add_argument("--command-template", help="command backend: shell template with {h5_path} {event} "
+                       "{det_shift_x_mm} {det_shift_y_mm} {event_dir} {stream}")
+    _add_loop_arguments(parser)
+
+
+def _backend_options(args: argparse.Namespace) -> tuple[str, object]:
+    from ptylib.ici.backends import CommandOptions, CrystfelOptions
+
+    if args.backend == "command":
+        if not args.command_template:
+            raise ValueError("--backend command needs --command-template")
+        return "command", CommandOptions(template=args.command_template)
+    if not args.geometry:
+        raise ValueError("--backend crystfel needs --geometry FILE")
+    return "crystfel", CrystfelOptions(
+        geometry=Path(args.geometry), indexamajig=args.indexamajig, indexing=args.indexing,
+        refine=not args.no_refine, cell_file=Path(args.cell_file) if args.cell_file else None,
+        extra_args=tuple(shlex.split(args.extra_args)),
+    )
+
+
+def _run_flow(args: argparse.Namespace, backend: str, backend_options: object, inputs: list[str],
+              events: str, event_list: str | None) -> int:
+    from flows.ici_loop import ici_loop
+    from ptylib.io.lock import RunRootLock
+
+    # Refuse a locked run root before any flow run starts: one clear line instead of a failed run.
+    with RunRootLock(args.run_root, owner="ptyflows ici (probe)"):
+        pass
+    report = ici_loop(
+        run_root=str(args.run_root), inputs=inputs, events=events, event_list=event_list, backend=backend,
+        crystfel=backend_options if backend == "crystfel" else None,
+        command=backend_options if backend == "command" else None,
+        proposer=options_from_args(args), max_iterations=args.max_iterations,
+        initial_shift_mm=tuple(args.initial_shift_mm), workers=args.workers, batch_size=args.batch_size,
+        event_timeout_s=args.event_timeout_s,
+    )
+    figures = report["figures"]
+    print("\n".join(f"{k:>26}: {v}" for k, v in figures.items()))
+    print(f"report: {report['report']}")
+    return 0
+
+
+def run_loop(args: argparse.Namespace) -> int:
+    """``ici run``: the ICI loop on the user's data."""
+    from ptylib.ici.model import IciInputError
+    from ptylib.io.lock import RunRootLockedError
+
+    try:
+        backend, options = _backend_options(args)
+        return _run_flow(args, backend, options, args.inputs, args.events, args.event_list)
+    except (IciInputError, RunRootLockedError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the demo: where to write, how many synthetic events, and the loop/proposer knobs."""
+    add_ici_propose_arguments(parser)
+    parser.set_defaults(run_root=Path("runs/demo/ici"))
+    for action in parser._actions:  # the demo has a default run root
+        if action.dest == "run_root":
+            action.required = False
+            action.help = "where the demo writes (default runs/demo/ici)"
+    parser.add_argument("--n-events", type=int, default=24, help="synthetic events (default 24)")
+    parser.add_argument("--data-seed", type=int, default=2026, help="seed of the synthetic data (default 2026)")
+    parser.add_argument("--no-refine", action="store_true", help="stand-in indexer without refinement (FIXED mode)")
+    _add_loop_arguments(parser)
+
+
+def standin_indexamajig(bin_dir: Path) -> Path:
+    """Write ``bin_dir/indexamajig``: the stand-in indexer with indexamajig's interface, on this Python."""
+    path = bin_dir / "indexamajig"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ptylib.ici.simulated_indexer \"$@\"\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The demo: a synthetic serial run with hidden true centres, indexed by the stand-in indexamajig."""
+    from ptylib.ici.backends import CrystfelOptions
+    from ptylib.ici.synthetic import make_synthetic_run
+
+    root = Path(args.run_root).resolve()
+    data = make_synthetic_run(root / "data", args.n_events, seed=args.data_seed, radius_mm=args.radius_mm)
+    print(f"synthetic run: {data.n_events} events in {data.h5_path} (hidden true centres in {data.truth_path.name})")
+    options = CrystfelOptions(geometry=data.geometry_path, indexamajig=str(standin_indexamajig(root / "bin")),
+                              refine=not args.no_refine)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    return _run_flow(args, "crystfel", options, [str(data.h5_path)], "all", None)

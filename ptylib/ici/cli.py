@@ -1,0 +1,129 @@
+"""Command line of the ICI kernels: ``ptyflows ici propose`` and ``ptyflows ici summarize``.
+
+Mounted by ``flows/cli.py`` and runnable alone as ``python -m ptylib.ici.cli propose|summarize``.
+This path imports no Prefect, torch or TensorFlow; numpy is imported only when a command runs.
+Bad input prints one line ``error: <message>`` on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from ptylib.ici.model import IciInputError
+from ptylib.ici.options import STEP2_ALGORITHMS, ProposerOptions
+
+EXIT_INPUT_ERROR = 2
+
+# Flag (the seed's spelling), help text; the option name is the flag without "--", dashes -> "_".
+_FLAGS: tuple[tuple[str, str], ...] = (
+    ("--radius-mm", "Step-1 search radius around the first centre (mm)"),
+    ("--min-spacing-mm", "minimum distance of a proposal to every tried centre (mm)"),
+    ("--seed", "base seed of the per-event random streams"),
+    ("--step1-A0", "amplitude A0 of the base Gaussian at the first centre"),
+    ("--step1-hill-amp-frac", "amplitude of the success hills, as a fraction of A0"),
+    ("--step1-drop-amp-frac", "amplitude of the failure drops, as a fraction of A0"),
+    ("--step1-candidates", "candidates drawn in the disk per proposal"),
+    ("--step1-explore-floor", "weight added to every candidate"),
+    ("--beta", "Boltzmann sharpness of the wRMSD weighting (1/px)"),
+    ("--done-on-streak-successes", "DONE after a failure streak once this many runs succeeded"),
+    ("--done-on-streak-length", "length of that failure streak (runs)"),
+    ("--noimprove-N", "DONE when the last N successes do not improve the best wRMSD ..."),
+    ("--noimprove-eps", "... by more than this relative amount"),
+    ("--stability-N", "DONE when the last N successful wRMSDs ..."),
+    ("--stability-std", "... have a relative std at most this"),
+    ("--N-conv", "dx/dy convergence: number of recent dx/dy steps examined"),
+    ("--recurring-tol", "dx/dy convergence: their centres lie within this fraction of --radius-mm"),
+    ("--median-rel-tol", "dx/dy convergence: their median wRMSD is within this fraction of the best"),
+    ("--damping-factor", "Step-2 damping lambda: next = last - lambda * (dx, dy)"),
+    ("--dxdy-unit-to-mm", "factor from per_frame_dx_dy.csv units to mm"),
+)
+
+
+def add_ici_propose_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--run-root`` and every proposer knob (the seed's flag names and defaults) to ``parser``."""
+    defaults = ProposerOptions()
+    types = {f.name: type(getattr(defaults, f.name)) for f in fields(ProposerOptions)}
+    parser.add_argument("--run-root", required=True, type=Path, help="ICI run root holding image_run_log.csv")
+    for flag, text in _FLAGS:
+        name = flag[2:].replace("-", "_")
+        default = getattr(defaults, name)
+        parser.add_argument(flag, dest=name, type=types[name], default=default, help=f"{text} (default {default})")
+    parser.add_argument("--step1-allow-spacing-relax", dest="step1_allow_spacing_relax", action="store_true",
+                        help="halve the spacing when no candidate respects it (default: event becomes DONE)")
+    parser.add_argument("--step2-algorithm", dest="step2_algorithm", choices=STEP2_ALGORITHMS,
+                        default=defaults.step2_algorithm, help="Step-2 refinement after a success (default dxdy)")
+
+
+def add_ici_summarize_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ici summarize`` to ``parser``."""
+    parser.add_argument("--run-root", required=True, type=Path, help="ICI run root holding image_run_log.csv")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
+
+
+def options_from_args(args: argparse.Namespace) -> ProposerOptions:
+    """The :class:`ProposerOptions` given on the command line (ValueError names a bad option)."""
+    return ProposerOptions(**{f.name: getattr(args, f.name) for f in fields(ProposerOptions)})
+
+
+def _fail(message: object) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_INPUT_ERROR
+
+
+def run_propose(args: argparse.Namespace) -> int:
+    """``ici propose``: patch the ledger and state of ``--run-root`` with the next shifts; prints counts."""
+    from ptylib.ici.propose_run import propose_run_root
+
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        return _fail(f"bad option: {exc}")
+    try:
+        outcome = propose_run_root(Path(args.run_root), options)
+    except (IciInputError, OSError) as exc:
+        return _fail(exc)
+    print(outcome.to_text())
+    return 0
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    """``ici summarize``: print the summary of ``--run-root`` (text, or Markdown with ``--markdown``)."""
+    from ptylib.ici.summary import summarize_run_root
+
+    try:
+        summary = summarize_run_root(Path(args.run_root))
+    except (IciInputError, OSError) as exc:
+        return _fail(exc)
+    print(summary.to_markdown() if getattr(args, "markdown", False) else summary.to_text())
+    return 0
+
+
+def add_ici_commands(sub: argparse._SubParsersAction) -> None:
+    """Add the ``propose`` and ``summarize`` subcommands (with their handlers) to ``sub``."""
+    propose = sub.add_parser("propose", help="propose the next detector shift of every event")
+    add_ici_propose_arguments(propose)
+    propose.set_defaults(handler=run_propose)
+    summarize = sub.add_parser("summarize", help="summarise a run root's ledger")
+    add_ici_summarize_arguments(summarize)
+    summarize.set_defaults(handler=run_summarize)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The standalone parser of ``python -m ptylib.ici.cli``."""
+    parser = argparse.ArgumentParser(prog="python -m ptylib.ici.cli", description="ICI proposer and summary.")
+    add_ici_commands(parser.add_subparsers(dest="ici_command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``propose`` or ``summarize`` from ``argv``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

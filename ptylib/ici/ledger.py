@@ -1,0 +1,432 @@
+"""Read and write the grouped ICI ledger ``image_run_log.csv`` (shifts in mm, wRMSD in px).
+
+Our form (what :func:`format_ledger` writes, as the original tools do)::
+
+    run_n,det_shift_x_mm,det_shift_y_mm,indexed,wrmsd,next_dx_mm,next_dy_mm,next_reason
+    #/abs/path/file.h5 event 12
+    0,0.0,0.0,0,,0.0123,-0.0045,step1_hillmap_wrmsd_sample
+    1,0.0123,-0.0045,1,0.8731,done,done,done_stability
+    #/abs/path/file.h5 event 13
+    0,0.0,0.0,0,,,,
+
+- The header appears once, at the top; each event is a section line ``#<h5 path> event <N>``
+  followed by its rows in run order. No blank line separates sections; lines end in LF.
+- ``run_n`` is an integer; shifts and wRMSD are ``repr(float)`` (shortest round trip); ``indexed``
+  is the sticky "ever indexed" flag ``1``/``0``; ``wrmsd`` is blank when the run did not index
+  and ``inf`` for an explicit failure; ``next_dx_mm,next_dy_mm`` are floats, ``done,done`` for DONE
+  or blank while no proposal exists (a reason on a row with blank next columns is kept as
+  ``Proposal(None, None, reason)``); ``next_reason`` is quoted (csv rules) when it holds ``,``
+  or ``"``.
+
+For files in this form ``format_ledger(read_ledger(f)) == f`` byte for byte, and reading a written
+ledger gives back the in-memory ledger (a NaN wRMSD is written blank, i.e. read back as None).
+
+The reader also accepts: a header after each section line (the top header may then be missing),
+a UTF-8 BOM, CRLF line endings, blank lines, blank or ``nan`` wRMSD (not indexed), ``DONE`` in any
+case, ``done,done`` with a blank reason (older tools; read as reason ``done``), rows out of run
+order within a section (sorted on reading) and old ledgers whose unquoted reason contains commas
+(the extra columns are joined back with ``,``). Anything else that is malformed raises
+:class:`~ptylib.ici.model.IciInputError` naming the file, line and field.
+
+Simple rows are parsed column-wise (one ``float`` map per column, numpy checks); a file with any
+odd row is parsed row by row, which also finds the first bad line for the error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gc
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter
+from pathlib import Path
+
+import numpy as np
+
+from ptylib.ici.model import (
+    DONE_TOKEN,
+    LEDGER_HEADER,
+    EventHistory,
+    EventKey,
+    IciInputError,
+    LedgerRow,
+    Proposal,
+)
+from ptylib.io.atomic import atomic_write_text
+
+HEADER_LINE = ",".join(LEDGER_HEADER)
+_N_COLUMNS = len(LEDGER_HEADER)
+_SECTION = "section"
+_HEADER = "header"
+# Control characters other than tab and LF (a CR left after CRLF -> LF is one) mark a binary line.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_INDEXED = {"1": True, "0": False}
+# First characters of lines that are not plain data rows (sections, headers, blank lines).
+_SPECIAL_FIRST = frozenset("#rR \t")
+# Every byte except the control characters; what is left after deleting these marks a binary file.
+_TEXT_BYTES = bytes(byte for byte in range(256) if byte in (9, 10, 13) or 32 <= byte != 127)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building 10^5+ small objects (it rescans them all repeatedly)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_ledger(path: Path) -> dict[EventKey, EventHistory]:
+    """Read a grouped ledger into event histories in section order; a missing file gives ``{}``."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return parse_ledger(path.read_bytes(), str(path))
+
+
+def parse_ledger(data: bytes, name: str) -> dict[EventKey, EventHistory]:
+    """Parse ledger bytes; ``name`` (the file) is used in error messages."""
+    text = _decode(data, name)
+    with gc_paused():
+        sections, row_lines, row_line_nos, starts = _scan(text, name)
+        rows = _parse_rows_fast(row_lines)
+        if rows is None:
+            rows = [_parse_row(line, name, line_no) for line, line_no in zip(row_lines, row_line_nos, strict=True)]
+    _check_run_order(sections, rows, starts, row_line_nos, name)
+    for index, history in enumerate(sections):
+        history.rows = rows[starts[index]:starts[index + 1]]
+    return {history.key: history for history in sections}
+
+
+def _decode(data: bytes, name: str) -> str:
+    """Decode UTF-8 (BOM allowed), turn CRLF into LF and reject binary content with its line and field."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        prefix = data[:exc.start].decode("utf-8-sig")  # valid up to the first bad byte
+        line_no, field_name = _locate(prefix, len(prefix))
+        raise IciInputError(name, "bytes that are not UTF-8 text (binary or corrupted line)",
+                            line=line_no, field_name=field_name) from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    bad = _CONTROL_RE.search(text) if data.translate(None, _TEXT_BYTES) or "\r" in text else None
+    if bad is not None:
+        line_no, field_name = _locate(text, bad.start())
+        raise IciInputError(name, f"control character {bad.group()!r} (binary or corrupted line)",
+                            line=line_no, field_name=field_name)
+    return text
+
+
+def _locate(text: str, offset: int) -> tuple[int, str]:
+    """Line number (1-based) and field name of a character offset in ledger text."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_no = text.count("\n", 0, offset) + 1
+    if text.startswith("#", line_start):
+        return line_no, _SECTION
+    column = text.count(",", line_start, offset)
+    return line_no, LEDGER_HEADER[min(column, _N_COLUMNS - 1)]
+
+
+def _scan(text: str, name: str) -> tuple[list[EventHistory], list[str], list[int], list[int]]:
+    """Split text into sections and data rows.
+
+    Returns the sections, the row lines with their line numbers, and ``starts`` such that the
+    rows of section ``i`` are ``rows[starts[i]:starts[i + 1]]``. Only the lines that may not be
+    data rows (section, header, blank, starting with whitespace) are visited one by one; the runs
+    of data rows between them are taken as slices.
+    """
+    lines = text.split("\n")
+    special = [index for index, line in enumerate(lines) if not line or line[0] in _SPECIAL_FIRST]
+    special.append(len(lines))
+    sections: list[EventHistory] = []
+    first_line: dict[EventKey, int] = {}
+    row_lines: list[str] = []
+    row_line_nos: list[int] = []
+    starts: list[int] = []
+    has_top_header = False
+    pending_header: int | None = None  # line of a section that still needs its own header
+    previous = 0
+    for index in special:
+        if index > previous:  # lines[previous:index] are data rows
+            _check_rows_allowed(sections, pending_header, name, previous + 1)
+            row_lines += lines[previous:index]
+            row_line_nos += range(previous + 1, index + 1)
+        previous = index + 1
+        if index == len(lines):
+            break
+        line, line_no = lines[index], index + 1
+        if not line or line.isspace():
+            continue
+        if line[0] == "#":
+            _check_pending_header(pending_header, name)
+            key = _parse_section(line, name, line_no)
+            if key in first_line:
+                raise IciInputError(name, f"section {key.h5_path} event {key.event} appears twice "
+                                    f"(first at line {first_line[key]})", line=line_no, field_name=_SECTION)
+            first_line[key] = line_no
+            sections.append(EventHistory(key))
+            starts.append(len(row_lines))
+            pending_header = None if has_top_header else line_no
+        elif line[:5].lower() == "run_n":
+            _check_header(line, name, line_no)
+            has_top_header = has_top_header or not sections
+            pending_header = None
+        else:  # a data row starting with whitespace or 'r'
+            _check_rows_allowed(sections, pending_header, name, line_no)
+            row_lines.append(line)
+            row_line_nos.append(line_no)
+    _check_pending_header(pending_header, name)
+    starts.append(len(row_lines))
+    return sections, row_lines, row_line_nos, starts
+
+
+def _check_rows_allowed(sections: list[EventHistory], pending_header: int | None, name: str, line_no: int) -> None:
+    """Raise when data rows come before any section or in a section still lacking its header."""
+    if not sections:
+        raise IciInputError(name, "a data row before any section line '#<h5 path> event <N>'",
+                            line=line_no, field_name=_SECTION)
+    _check_pending_header(pending_header, name)
+
+
+def _check_pending_header(pending_header: int | None, name: str) -> None:
+    """Raise when a section had no header line and the file has none at the top."""
+    if pending_header is not None:
+        raise IciInputError(name, f"missing header: the file has none at the top, so each section needs "
+                            f"'{HEADER_LINE}' right after its section line", line=pending_header, field_name=_HEADER)
+
+
+def _check_header(line: str, name: str, line_no: int) -> None:
+    """Validate a header line against the expected column names."""
+    columns = [column.strip() for column in line.split(",")]
+    for index, expected in enumerate(LEDGER_HEADER):
+        found = columns[index] if index < len(columns) else "<missing>"
+        if found != expected:
+            raise IciInputError(name, f"wrong header: column {index + 1} is '{found}', expected '{expected}' "
+                                f"(header '{HEADER_LINE}')", line=line_no, field_name=expected)
+    if len(columns) > _N_COLUMNS:
+        raise IciInputError(name, f"wrong header: unexpected extra column '{columns[_N_COLUMNS]}'",
+                            line=line_no, field_name=_HEADER)
+
+
+def _parse_section(line: str, name: str, line_no: int) -> EventKey:
+    """Parse ``#<h5 path> event <N>``."""
+    parts = line[1:].rsplit(None, 2)
+    if len(parts) != 3 or parts[1] != "event" or not parts[0].strip():
+        raise IciInputError(name, f"malformed section line {line!r}: expected '#<h5 path> event <N>'",
+                            line=line_no, field_name=_SECTION)
+    event = parts[2]
+    if not (event.isascii() and event.isdigit()):
+        raise IciInputError(name, f"event '{event}' in section line is not a non-negative integer",
+                            line=line_no, field_name=_SECTION)
+    return EventKey(parts[0].strip(), int(event))
+
+
+def _parse_rows_fast(lines: Sequence[str]) -> list[LedgerRow] | None:
+    """Parse rows column-wise when every row is in our simple form; None when any row is not."""
+    if not lines:
+        return []
+    if set(map(str.count, lines, repeat(","))) != {_N_COLUMNS - 1} or '"' in "".join(lines):
+        return None
+    flat = ",".join(lines).split(",")
+    runs_t, xs_t, ys_t, indexed_t, wrmsd_t, dx_t, dy_t, reason_t = (
+        flat[column::_N_COLUMNS] for column in range(_N_COLUMNS))
+    run_text = "".join(runs_t)
+    if not (all(runs_t) and run_text.isascii() and run_text.isdigit()) or not set(indexed_t) <= _INDEXED.keys():
+        return None
+    try:
+        xs = list(map(float, xs_t))
+        ys = list(map(float, ys_t))
+        wrmsd = [float(text) if text else None for text in wrmsd_t]
+        proposals = list(map(_simple_proposal, dx_t, dy_t, reason_t))
+    except ValueError:
+        return None
+    wrmsd_array = np.array(wrmsd, dtype=float)
+    if (not (np.isfinite(xs).all() and np.isfinite(ys).all()) or (wrmsd_array < 0).any()
+            or np.isnan(wrmsd_array).sum() != wrmsd_t.count("")):
+        return None
+    indexed = [text == "1" for text in indexed_t]
+    return list(map(LedgerRow, map(int, runs_t), xs, ys, indexed, wrmsd, proposals))
+
+
+def _simple_proposal(dx: str, dy: str, reason: str) -> Proposal | None:
+    """Proposal columns in our form; ValueError for anything else (the row-wise parser decides)."""
+    if dx == DONE_TOKEN and dy == DONE_TOKEN and reason.startswith(DONE_TOKEN):
+        return Proposal(None, None, reason)
+    if not (dx or dy or reason):
+        return None
+    x, y = float(dx), float(dy)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError("not finite")
+    return Proposal(x, y, reason)
+
+
+def _parse_row(line: str, name: str, line_no: int) -> LedgerRow:
+    """Parse one data row (8 columns; extra columns belong to an unquoted old reason)."""
+    fields = next(csv.reader([line])) if '"' in line else line.split(",")
+    if len(fields) < _N_COLUMNS:
+        missing = LEDGER_HEADER[len(fields)]
+        raise IciInputError(name, f"truncated line: {len(fields)} of {_N_COLUMNS} columns, '{missing}' is missing",
+                            line=line_no, field_name=missing)
+    run = fields[0].strip()
+    if not (run.isascii() and run.isdigit()):
+        raise IciInputError(name, f"'{fields[0]}' is not a non-negative integer", line=line_no, field_name="run_n")
+    indexed = _INDEXED.get(fields[3].strip())
+    if indexed is None:
+        raise IciInputError(name, f"'{fields[3]}' is not 0 or 1", line=line_no, field_name="indexed")
+    reason = fields[7] if len(fields) == _N_COLUMNS else ",".join(fields[7:])
+    return LedgerRow(
+        int(run),
+        _finite(fields[1], name, line_no, "det_shift_x_mm"),
+        _finite(fields[2], name, line_no, "det_shift_y_mm"),
+        indexed,
+        _wrmsd(fields[4], name, line_no),
+        _proposal(fields[5], fields[6], reason, name, line_no),
+    )
+
+
+def _finite(text: str, name: str, line_no: int, field_name: str) -> float:
+    """A finite float field (mm)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise IciInputError(name, f"'{text}' is not a finite number (mm)", line=line_no, field_name=field_name)
+    return value
+
+
+def _wrmsd(text: str, name: str, line_no: int) -> float | None:
+    """wRMSD (px): blank or ``nan`` -> None, ``inf`` kept (a failure), otherwise a number >= 0."""
+    if not text or text.isspace():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise IciInputError(name, f"'{text}' is not a number, blank, nan or inf", line=line_no,
+                            field_name="wrmsd") from None
+    if math.isnan(value):
+        return None
+    if value < 0:
+        raise IciInputError(name, f"'{text}' is negative", line=line_no, field_name="wrmsd")
+    return value
+
+
+def _proposal(dx: str, dy: str, reason: str, name: str, line_no: int) -> Proposal | None:
+    """The proposal columns: two floats, ``done,done``, or blank (None unless a reason is given)."""
+    dx, dy = dx.strip(), dy.strip()
+    done_x, done_y = dx.lower() == DONE_TOKEN, dy.lower() == DONE_TOKEN
+    if done_x or done_y:
+        if not (done_x and done_y):
+            field_name = "next_dy_mm" if done_x else "next_dx_mm"
+            raise IciInputError(name, f"DONE needs '{DONE_TOKEN}' in both next columns, got '{dx}','{dy}'",
+                                line=line_no, field_name=field_name)
+        if not reason.strip():
+            return Proposal(None, None, DONE_TOKEN)
+        if not reason.startswith(DONE_TOKEN):
+            raise IciInputError(name, f"DONE row with reason '{reason}' (expected a reason starting with "
+                                f"'{DONE_TOKEN}')", line=line_no, field_name="next_reason")
+        return Proposal(None, None, reason)
+    if not dx and not dy:
+        return Proposal(None, None, reason) if reason.strip() else None
+    for text, field_name in ((dx, "next_dx_mm"), (dy, "next_dy_mm")):
+        if not text:
+            raise IciInputError(name, "one next column is blank and the other is not", line=line_no,
+                                field_name=field_name)
+    return Proposal(_finite(dx, name, line_no, "next_dx_mm"), _finite(dy, name, line_no, "next_dy_mm"), reason)
+
+
+def _check_run_order(sections: list[EventHistory], rows: list[LedgerRow], starts: list[int],
+                     row_line_nos: list[int], name: str) -> None:
+    """Reject a run_n repeated within a section; sort the rows of sections given out of run order."""
+    if len(rows) < 2:
+        return
+    runs = np.fromiter(map(attrgetter("run_n"), rows), dtype=np.int64, count=len(rows))
+    section_of = np.repeat(np.arange(len(sections)), np.diff(starts))
+    unordered = (np.diff(runs) <= 0) & (section_of[1:] == section_of[:-1])
+    for index in np.unique(section_of[1:][unordered]):
+        lo, hi = starts[index], starts[index + 1]
+        seen: set[int] = set()
+        for position in range(lo, hi):
+            run_n = rows[position].run_n
+            if run_n in seen:
+                key = sections[index].key
+                raise IciInputError(name, f"duplicate run_n {run_n} in section {key.h5_path} event {key.event}",
+                                    line=row_line_nos[position], field_name="run_n")
+            seen.add(run_n)
+        rows[lo:hi] = sorted(rows[lo:hi], key=attrgetter("run_n"))
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def format_ledger(histories: Mapping[EventKey, EventHistory]) -> str:
+    """Format event histories as ledger text in our form (header once, LF, no blank lines)."""
+    lines = [HEADER_LINE]
+    reasons: dict[str, str] = {}
+    with gc_paused():
+        for key, history in histories.items():
+            if history.key != key:
+                raise ValueError(f"history for {history.key.label()} is stored under {key.label()}")
+            lines.append(_format_section(key))
+            lines.extend([_format_row(row, key, reasons) for row in history.rows])
+    return "\n".join(lines) + "\n"
+
+
+def write_ledger(path: Path, histories: Mapping[EventKey, EventHistory]) -> None:
+    """Write event histories to ``path`` atomically (see :func:`format_ledger`)."""
+    atomic_write_text(path, format_ledger(histories))
+
+
+def _format_section(key: EventKey) -> str:
+    """Section line ``#<h5 path> event <N>``; rejects keys that would not read back."""
+    path = key.h5_path
+    if not path or path != path.strip() or "\n" in path or _CONTROL_RE.search(path) or key.event < 0:
+        raise ValueError(f"event key {key!r} cannot be written as a ledger section line")
+    return f"#{path} event {int(key.event)}"
+
+
+def _format_row(row: LedgerRow, key: EventKey, reasons: dict[str, str]) -> str:
+    """One data row; ``reasons`` caches quoted reasons. Non-finite shifts are rejected."""
+    x, y = float(row.det_shift_x_mm), float(row.det_shift_y_mm)
+    if not (math.isfinite(x) and math.isfinite(y)) or row.run_n < 0:
+        raise ValueError(f"{key.label()} run {row.run_n}: shift ({x}, {y}) mm or run_n is invalid")
+    wrmsd = "" if row.wrmsd is None or math.isnan(row.wrmsd) else repr(float(row.wrmsd))
+    proposal = row.proposal
+    if proposal is None:
+        tail = ",,"
+    else:
+        reason = reasons.get(proposal.reason)
+        if reason is None:
+            reason = reasons[proposal.reason] = _quote(proposal.reason, key)
+        tail = f"{_format_next(proposal, key, row.run_n)},{reason}"
+    return f"{int(row.run_n)},{x!r},{y!r},{1 if row.indexed else 0},{wrmsd},{tail}"
+
+
+def _format_next(proposal: Proposal, key: EventKey, run_n: int) -> str:
+    """The ``next_dx_mm,next_dy_mm`` columns: floats, ``done,done`` or blank."""
+    if proposal.dx_mm is None and proposal.dy_mm is None:
+        return f"{DONE_TOKEN},{DONE_TOKEN}" if proposal.is_done else ","
+    if proposal.dx_mm is None or proposal.dy_mm is None:
+        raise ValueError(f"{key.label()} run {run_n}: proposal has only one of dx/dy: {proposal}")
+    dx, dy = float(proposal.dx_mm), float(proposal.dy_mm)
+    if not (math.isfinite(dx) and math.isfinite(dy)):
+        raise ValueError(f"{key.label()} run {run_n}: proposal ({dx}, {dy}) mm is not finite")
+    return f"{dx!r},{dy!r}"
+
+
+def _quote(reason: str, key: EventKey) -> str:
+    """Quote a reason the way the csv module does (only when it holds ``,`` or ``"``)."""
+    if "\n" in reason or _CONTROL_RE.search(reason):
+        raise ValueError(f"{key.label()}: reason {reason!r} holds a line break or control character")
+    if "," in reason or '"' in reason:
+        return '"' + reason.replace('"', '""') + '"'
+    return reason

@@ -1,0 +1,76 @@
+"""Propose the next shift of every event of a run root: patch the ledger, extend the sidecar (mm).
+
+Proposals are pure functions of an event's runs, the knobs and its Step-2 file, so this step
+recomputes the proposal of every event that is not DONE and patches the last ledger row where the
+result differs from what is there (no proposal yet, or one made with other knobs or by another
+tool). Same ledger + same knobs therefore changes nothing (no file is written); new knobs give new
+proposals; DONE events stay DONE. Every changed proposal is appended to the event's
+``proposal_history`` in ``image_run_state.json``. Both files are validated and formatted before
+anything is written; a failure while writing the sidecar puts the old ledger back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptylib.ici.ingest import _commit
+from ptylib.ici.ledger import format_ledger, gc_paused, parse_ledger
+from ptylib.ici.model import LEDGER_NAME, STATE_NAME, IciInputError
+from ptylib.ici.options import ProposerOptions
+from ptylib.ici.policy import propose_events
+from ptylib.ici.state import ProposalRecord, RunState, format_state, parse_state, state_from_ledger
+
+
+@dataclass(frozen=True)
+class ProposeOutcome:
+    """What one proposing pass did: every event's current proposal counted by reason, and how many changed."""
+
+    counts_by_reason: dict[str, int]
+    n_events: int
+    n_changed: int
+    n_done: int
+    ledger_path: Path
+
+    def to_text(self) -> str:
+        """A short plain-text report (one line per reason)."""
+        lines = [f"{self.ledger_path}: {self.n_events} events, {self.n_changed} proposals written, "
+                 f"{self.n_done} DONE"]
+        lines += [f"  {count:>8d}  {reason}" for reason, count in sorted(self.counts_by_reason.items())]
+        return "\n".join(lines)
+
+
+def propose_run_root(run_root: Path, options: ProposerOptions) -> ProposeOutcome:
+    """Propose for every event of ``run_root/image_run_log.csv`` not yet DONE; see the module docstring.
+
+    Raises :class:`~ptylib.ici.model.IciInputError` for a missing or malformed ledger or sidecar;
+    then no file in the run root changes.
+    """
+    run_root = Path(run_root)
+    ledger_path, state_path = run_root / LEDGER_NAME, run_root / STATE_NAME
+    try:
+        old_ledger = ledger_path.read_bytes()
+    except FileNotFoundError:
+        raise IciInputError(str(ledger_path), "no ledger here: ingest a run before proposing") from None
+    old_state = state_path.read_bytes() if state_path.exists() else None
+    with gc_paused():
+        histories = parse_ledger(old_ledger, str(ledger_path))
+        previous = parse_state(old_state, str(state_path)) if old_state is not None else RunState()
+        event_indices = {key: index for index, key in enumerate(histories)}
+        open_events = {key: h for key, h in histories.items() if h.rows and not h.is_done}
+        proposals = propose_events(open_events, options, run_root, event_indices=event_indices)
+        changed = {key: p for key, p in proposals.items() if histories[key].rows[-1].proposal != p}
+        if changed:  # otherwise both files stay as they are
+            state = state_from_ledger(histories, previous)
+            for key, proposal in changed.items():
+                last = histories[key].rows[-1]
+                last.proposal = proposal
+                state.events[key].proposal_history.append(
+                    ProposalRecord(last.run_n + 1, proposal.dx_mm, proposal.dy_mm, proposal.reason))
+            _commit([(ledger_path, old_ledger, format_ledger(histories)),
+                     (state_path, old_state, format_state(state))])
+    current = [h.rows[-1].proposal for h in histories.values() if h.rows]
+    counts = Counter(p.reason for p in current if p is not None)
+    return ProposeOutcome(dict(sorted(counts.items())), len(histories), len(changed),
+                          sum(p is not None and p.is_done for p in current), ledger_path)

@@ -1,0 +1,91 @@
+"""Step-2 of the proposer: the refined dx/dy of an event's latest successful run (strict, mm).
+
+``run_root/run_###/event_######/per_frame_dx_dy.csv`` holds the indexer's per-frame refined
+detector shift (columns ``dx``, ``dy``; metres for CrystFEL's refinement output). The LAST row is the
+refined update; it is multiplied by ``dxdy_unit_to_mm`` (the seed's 1e3). Strict contract: any
+problem gives ``(None, None, reason)`` and nothing here falls back to another file or run; the
+switching logic in :mod:`ptylib.ici.policy` decides what to do instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from ptylib.ici.model import EventKey
+
+DXDY_NAME = "per_frame_dx_dy.csv"
+
+DXDY_OK = "dxdy_ok"
+DXDY_NO_EVENT_DIR = "dxdy_no_event_dir"
+DXDY_MISSING_FILE = "dxdy_missing_file"
+DXDY_UNREADABLE = "dxdy_unreadable"
+DXDY_MISSING_COLUMNS = "dxdy_missing_columns"
+DXDY_EMPTY = "dxdy_empty"
+DXDY_NON_NUMERIC = "dxdy_non_numeric"
+DXDY_NON_FINITE = "dxdy_non_finite"
+
+DxdyResult = tuple[float | None, float | None, str]
+EventDirs = Callable[[EventKey, int], Path] | Mapping[tuple[EventKey, int], Path]
+DxdyLookup = Callable[[EventKey, int], DxdyResult]
+
+
+def event_dir(run_root: Path, run_n: int, event_index: int) -> Path:
+    """Directory of event number ``event_index`` (its position in the run's event list) in run ``run_n``."""
+    return Path(run_root, f"run_{run_n:03d}", f"event_{event_index:06d}")
+
+
+def read_dxdy(path: Path, unit_to_mm: float) -> DxdyResult:
+    """The last row's ``(dx, dy) * unit_to_mm`` (mm) of a ``per_frame_dx_dy.csv``, or ``(None, None, reason)``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return None, None, DXDY_MISSING_FILE
+    except (OSError, UnicodeDecodeError):
+        return None, None, DXDY_UNREADABLE
+    try:
+        rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
+    except csv.Error:
+        return None, None, DXDY_UNREADABLE
+    if not rows:
+        return None, None, DXDY_EMPTY
+    header = [cell.strip() for cell in rows[0]]
+    if "dx" not in header or "dy" not in header:
+        return None, None, DXDY_MISSING_COLUMNS
+    if len(rows) == 1:
+        return None, None, DXDY_EMPTY
+    last = rows[-1]
+    ix, iy = header.index("dx"), header.index("dy")
+    if max(ix, iy) >= len(last):
+        return None, None, DXDY_MISSING_COLUMNS
+    try:
+        dx, dy = float(last[ix]), float(last[iy])
+    except ValueError:
+        return None, None, DXDY_NON_NUMERIC
+    if not (math.isfinite(dx) and math.isfinite(dy)):
+        return None, None, DXDY_NON_FINITE
+    return dx * unit_to_mm, dy * unit_to_mm, DXDY_OK
+
+
+def ledger_event_dirs(run_root: Path, event_indices: Mapping[EventKey, int]) -> Callable[[EventKey, int], Path]:
+    """Resolve ``(event, run_n)`` to ``run_root/run_###/event_######`` with the event's index from ``event_indices``."""
+
+    def resolve(key: EventKey, run_n: int) -> Path:
+        return event_dir(run_root, run_n, event_indices[key])
+
+    return resolve
+
+
+def make_dxdy_lookup(event_dirs: EventDirs, unit_to_mm: float) -> DxdyLookup:
+    """A Step-2 lookup ``(event, run_n) -> (dx_mm, dy_mm, reason)`` reading ``per_frame_dx_dy.csv`` in ``event_dirs``."""
+
+    def lookup(key: EventKey, run_n: int) -> DxdyResult:
+        try:
+            directory = event_dirs[key, run_n] if isinstance(event_dirs, Mapping) else event_dirs(key, run_n)
+        except KeyError:
+            return None, None, DXDY_NO_EVENT_DIR
+        return read_dxdy(Path(directory) / DXDY_NAME, unit_to_mm)
+
+    return lookup

@@ -1,0 +1,104 @@
+"""Prefect tasks of the ICI loop: thin wrappers that pass paths and small records, never images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from ptylib.ici.backends.base import IndexerBackend
+from ptylib.ici.ingest import ingest_run
+from ptylib.ici.ledger import read_ledger
+from ptylib.ici.loop import RunPlan, plan_next_run
+from ptylib.ici.model import LEDGER_NAME, STATE_NAME, EventKey
+from ptylib.ici.options import ProposerOptions
+from ptylib.ici.propose_run import propose_run_root
+from ptylib.ici.runner import collect_run, concatenate_streams, run_event_batch
+from ptylib.ici.report import build_report, known_true_centres_mm
+from ptylib.ici.state import read_state
+from ptylib.ici.summary import summarize_run_root
+from ptylib.ici.step2 import event_dir
+from tasks.artifacts import publish_markdown, publish_table
+
+
+def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+    # Indexing failures are results, not errors; only OS-level trouble (fork, file system) is worth a retry.
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is a real failure
+        return False
+    return False
+
+
+@task(name="ici-plan-run", cache_policy=NO_CACHE)
+def plan_run_task(run_root: str, events: Sequence[EventKey], initial_shift_mm: tuple[float, float]) -> RunPlan:
+    """Plan the next run from the ledger: jobs for every event not yet DONE."""
+    root = Path(run_root)
+    state = read_state(root / STATE_NAME)
+    return plan_next_run(read_ledger(root / LEDGER_NAME), events, state.last_global_run, initial_shift_mm)
+
+
+@task(name="ici-prepare-run", cache_policy=NO_CACHE)
+def prepare_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> list[str]:
+    """Write the run-level files and one job script per event; returns the scripts.
+
+    The runner skips scripts that already completed (a resumed, half-finished iteration).
+    """
+    root = Path(run_root)
+    run_dir = root / f"run_{plan.run_n:03d}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    backend.prepare_run(run_dir, plan.jobs)
+    return [str(backend.write_event_script(job, event_dir(root, plan.run_n, job.event_index))) for job in plan.jobs]
+
+
+@task(name="ici-run-events", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_transient)
+def run_events_task(scripts: Sequence[str], timeout_s: float) -> list[int]:
+    """Run a batch of event scripts one after another; returns their exit codes."""
+    return run_event_batch([Path(s) for s in scripts], timeout_s=timeout_s, workers=1)
+
+
+@task(name="ici-collect-run", cache_policy=NO_CACHE)
+def collect_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> dict[str, int]:
+    """Concatenate the stream parts, parse every event and write ``chunk_metrics_###.csv``."""
+    run_dir = Path(run_root) / f"run_{plan.run_n:03d}"
+    missing = concatenate_streams(run_dir, plan.run_n, [job.event_index for job in plan.jobs])
+    results = collect_run(run_dir, plan.run_n, plan.jobs, backend)
+    return {"events": len(results), "indexed": sum(r.metric.indexed for r in results), "missing_parts": len(missing)}
+
+
+@task(name="ici-ingest", cache_policy=NO_CACHE)
+def ingest_task(run_root: str, run_n: int) -> int:
+    """Ingest the run's chunk metrics into the ledger (idempotent); returns rows added."""
+    return ingest_run(Path(run_root), run_n)
+
+
+@task(name="ici-propose", cache_policy=NO_CACHE)
+def propose_task(run_root: str, options: ProposerOptions) -> dict[str, int]:
+    """Propose the next shift of every event and patch the ledger; returns counts by reason."""
+    return dict(propose_run_root(Path(run_root), options).counts_by_reason)
+
+
+def batches(scripts: Sequence[str], batch_size: int) -> list[list[str]]:
+    """Split scripts into batches of at most ``batch_size`` (one task run per batch, not per event)."""
+    size = max(1, batch_size)
+    return [list(scripts[i : i + size]) for i in range(0, len(scripts), size)]
+
+
+@task(name="ici-summary", cache_policy=NO_CACHE)
+def summary_task(run_root: str, run_n: int) -> str:
+    """Publish the ledger summary after run ``run_n`` as a Markdown artifact; returns the text."""
+    summary = summarize_run_root(Path(run_root))
+    publish_markdown(f"ici-summary-run-{run_n:03d}", f"# ICI summary after run {run_n:03d}\n\n{summary.to_markdown()}")
+    return summary.to_text()
+
+
+@task(name="ici-report", cache_policy=NO_CACHE)
+def report_task(run_root: str, events: Sequence[EventKey]) -> dict[str, object]:
+    """Write the final report files and return its Markdown and figures (with true-centre errors when known)."""
+    report = build_report(Path(run_root), known_true_centres_mm(events))
+    publish_table("ici-final-figures", [{"figure": k, "value": v} for k, v in report["figures"].items()])
+    return report

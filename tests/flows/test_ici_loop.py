@@ -1,0 +1,122 @@
+"""The ICI loop flow end to end with the stand-in indexamajig: convergence, artifacts, resume, locking."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.ici_cli_run import standin_indexamajig
+from ptylib.ici.backends import CrystfelOptions
+from ptylib.ici.ledger import read_ledger
+from ptylib.ici.model import LEDGER_NAME
+from ptylib.ici.report import best_centres
+from ptylib.ici.synthetic import make_synthetic_run
+
+pytestmark = [pytest.mark.prefect_test, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("ici-data")
+    return make_synthetic_run(root / "data", 20, seed=11, radius_mm=0.05), standin_indexamajig(root / "bin")
+
+
+def _truth(data) -> dict:
+    return {i: tuple(xy) for i, xy in enumerate(data.true_offset_mm)}
+
+
+def test_loop_converges_and_reports(synthetic, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.ici_loop import ici_loop
+
+    data, indexamajig = synthetic
+    root = tmp_path / "run"
+    report = ici_loop(run_root=str(root), inputs=[str(data.h5_path)],
+                      crystfel=CrystfelOptions(geometry=data.geometry_path, indexamajig=str(indexamajig)),
+                      max_iterations=6, workers=2)
+
+    histories = read_ledger(root / LEDGER_NAME)
+    assert len(histories) == 20
+    runs = {row.run_n for h in histories.values() for row in h.rows}
+    assert runs == set(range(len(runs))) and len(runs) >= 5
+    truth = _truth(data)
+    start = np.median([math.dist((h.rows[0].det_shift_x_mm, h.rows[0].det_shift_y_mm), truth[k.event])
+                       for k, h in histories.items()])
+    best = best_centres(histories)
+    final = np.median([math.dist(best[k], truth[k.event]) for k in best])
+    assert final < 0.5 * start, (start, final)
+    assert final < 0.01
+    assert sum(h.is_done for h in histories.values()) >= 10
+    assert report["figures"]["median_centre_error_mm"] == pytest.approx(final)
+
+    for name in ("report.md", "iterations.png", "trajectories.png", "iterations.csv", "manifest.json",
+                 "image_run_state.json", "run_000/stream_000.stream", "run_000/chunk_metrics_000.csv",
+                 "run_000/event_000000/sh_000000.sh", "run_000/event_000000/idx.stdout"):
+        assert (root / name).is_file(), name
+    assert "__EVENT_DONE__" in (root / "run_000/event_000000/idx.stdout").read_text()
+    assert (root / "run_000/stream_000.stream").read_text().count("----- Begin chunk -----") == 20
+
+    async def keys() -> set[str]:
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts() if a.key}
+
+    import asyncio
+
+    found = asyncio.run(keys())
+    assert {"ici-loop-final", "ici-summary-run-000", "ici-final-figures"} <= found
+
+
+def _cli(root: Path, data, indexamajig: Path, iterations: int) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", "ici", "run", "--run-root", str(root), "--input", str(data.h5_path),
+            "--geometry", str(data.geometry_path), "--indexamajig", str(indexamajig),
+            "--events", "0-7", "--max-iterations", str(iterations), "--workers", "2"]
+
+
+def _env() -> dict[str, str]:
+    from prefect.settings import PREFECT_API_URL
+
+    # Subprocesses talk to the harness' server instead of starting their own.
+    return {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+
+
+def test_killed_run_resumes_to_the_same_ledger(synthetic, tmp_path: Path) -> None:
+    data, indexamajig = synthetic
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    subprocess.run(_cli(whole, data, indexamajig, 3), cwd=REPO, env=_env(), check=True, capture_output=True)
+
+    proc = subprocess.Popen(_cli(resumed, data, indexamajig, 3), cwd=REPO, env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = resumed / "run_001" / "event_000003" / ".event_complete"
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the flow and every indexing job of the iteration
+    proc.wait()
+    assert marker.exists(), "the run ended before it could be killed mid-iteration"
+    assert not (resumed / "run_001" / "chunk_metrics_001.csv").exists()
+
+    subprocess.run(_cli(resumed, data, indexamajig, 3), cwd=REPO, env=_env(), check=True, capture_output=True)
+    assert (resumed / LEDGER_NAME).read_bytes() == (whole / LEDGER_NAME).read_bytes()
+
+
+def test_second_run_on_a_locked_root_is_refused(synthetic, tmp_path: Path) -> None:
+    from ptylib.io.lock import RunRootLock
+
+    data, indexamajig = synthetic
+    with RunRootLock(tmp_path, owner="another ici-loop"):
+        proc = subprocess.run(_cli(tmp_path, data, indexamajig, 1), cwd=REPO, env=_env(), capture_output=True,
+                              text=True)
+    assert proc.returncode == 2
+    assert "is in use by another run (pid" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / LEDGER_NAME).exists()

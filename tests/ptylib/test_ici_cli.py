@@ -1,0 +1,117 @@
+"""``ptyflows ici propose`` / ``summarize``: seed flag names, error lines, and a light import path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ptylib.ici.cli import build_parser, main, options_from_args
+from ptylib.ici.ledger import format_ledger, read_ledger
+from ptylib.ici.model import LEDGER_NAME, EventHistory, EventKey, LedgerRow
+from ptylib.ici.options import ProposerOptions
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("prefect", "torch", "tensorflow")
+
+
+def seed_run_root(root: Path) -> Path:
+    histories = {}
+    for event in range(5):
+        key = EventKey("/data/run.h5", event)
+        rows = [LedgerRow(0, 0.0, 0.0, False, None), LedgerRow(1, 0.01 * event, 0.02, event > 1, 0.5 + event if event > 1 else None)]
+        histories[key] = EventHistory(key, rows)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / LEDGER_NAME).write_text(format_ledger(histories))
+    return root
+
+
+def test_every_seed_flag_maps_onto_an_option() -> None:
+    args = build_parser().parse_args([
+        "propose", "--run-root", "r", "--radius-mm", "0.04", "--min-spacing-mm", "0.001", "--seed", "7",
+        "--step1-A0", "3", "--step1-hill-amp-frac", "4", "--step1-drop-amp-frac", "0.2", "--step1-candidates", "100",
+        "--step1-explore-floor", "0.001", "--step1-allow-spacing-relax", "--beta", "5", "--done-on-streak-successes",
+        "3", "--done-on-streak-length", "6", "--noimprove-N", "4", "--noimprove-eps", "0.03", "--stability-N", "5",
+        "--stability-std", "0.06", "--N-conv", "4", "--recurring-tol", "0.2", "--median-rel-tol", "0.3",
+        "--step2-algorithm", "none", "--damping-factor", "0.5", "--dxdy-unit-to-mm", "1",
+    ])
+    assert options_from_args(args) == ProposerOptions(
+        radius_mm=0.04, min_spacing_mm=0.001, seed=7, step1_A0=3.0, step1_hill_amp_frac=4.0, step1_drop_amp_frac=0.2,
+        step1_candidates=100, step1_explore_floor=0.001, step1_allow_spacing_relax=True, beta=5.0,
+        done_on_streak_successes=3, done_on_streak_length=6, noimprove_N=4, noimprove_eps=0.03, stability_N=5,
+        stability_std=0.06, N_conv=4, recurring_tol=0.2, median_rel_tol=0.3, step2_algorithm="none",
+        damping_factor=0.5, dxdy_unit_to_mm=1.0,
+    )
+    defaults = build_parser().parse_args(["propose", "--run-root", "r"])
+    assert options_from_args(defaults) == ProposerOptions()
+
+
+def test_propose_and_summarize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = seed_run_root(tmp_path / "root")
+    assert main(["propose", "--run-root", str(root)]) == 0
+    assert "5 events, 5 proposals written" in capsys.readouterr().out
+    assert all(h.rows[-1].proposal is not None for h in read_ledger(root / LEDGER_NAME).values())
+    assert main(["summarize", "--run-root", str(root)]) == 0
+    assert capsys.readouterr().out.strip()
+    assert main(["summarize", "--run-root", str(root), "--markdown"]) == 0
+    assert "|" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--radius-mm", "-1"], "error: bad option: radius_mm must be > 0"),
+        (["--min-spacing-mm", "-0.1"], "error: bad option: min_spacing_mm must be >= 0"),
+    ],
+)
+def test_bad_option_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                                      message: str) -> None:
+    root = seed_run_root(tmp_path / "root")
+    before = (root / LEDGER_NAME).read_bytes()
+    assert main(["propose", "--run-root", str(root), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+    assert (root / LEDGER_NAME).read_bytes() == before
+
+
+def test_corrupt_sidecar_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = seed_run_root(tmp_path / "root")
+    (root / "image_run_state.json").write_text('{"last_global_run": 1, "events": [')
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    assert main(["propose", "--run-root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "image_run_state.json" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == before
+
+
+def test_bad_ledger_is_one_error_line_without_traceback(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    bad = "run_n,det_shift_x_mm,det_shift_y_mm,indexed,wrmsd,next_dx_mm,next_dy_mm,next_reason\n#/d.h5 event 0\n0,abc,0,0,,,,\n"
+    (root / LEDGER_NAME).write_text(bad)
+    done = subprocess.run([sys.executable, "-m", "ptylib.ici.cli", "propose", "--run-root", str(root)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert "line 3" in done.stderr and "det_shift_x_mm" in done.stderr
+    assert (root / LEDGER_NAME).read_text() == bad
+    assert sorted(p.name for p in root.iterdir()) == [LEDGER_NAME]
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    script = f"import sys, json\n{code}\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_propose_path_imports_no_prefect_torch_or_tensorflow(tmp_path: Path) -> None:
+    root = seed_run_root(tmp_path / "root")
+    assert _heavy_modules_after(
+        f"from ptylib.ici.cli import main\nassert main(['propose', '--run-root', {str(root)!r}]) == 0") == []
+    # The same through the ``ptyflows`` entry point.
+    assert _heavy_modules_after(
+        f"from flows.cli import main\nassert main(['ici', 'propose', '--run-root', {str(root)!r}]) == 0") == []
