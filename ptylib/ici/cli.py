@@ -65,7 +65,7 @@ def add_ici_summarize_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> ProposerOptions:
-    """The :class:`ProposerOptions` given on the command line (ValueError names a bad option)."""
+    """The :class:`ProposerOptions` given on the command line (ValueError/TypeError name a bad option)."""
     return ProposerOptions(**{f.name: getattr(args, f.name) for f in fields(ProposerOptions)})
 
 
@@ -80,7 +80,7 @@ def run_propose(args: argparse.Namespace) -> int:
 
     try:
         options = options_from_args(args)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         return _fail(f"bad option: {exc}")
     try:
         outcome = propose_run_root(Path(args.run_root), options)

@@ -177,7 +177,7 @@ def _weights(group: _Group, options: ProposerOptions, cx: np.ndarray, cy: np.nda
              dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
     """Hillmap weight W (Gaussians in ``dtype``) and squared distance (mm^2) to the nearest tried centre (E x T)."""
     inv_two_sigma2 = 2.0 / options.radius_mm**2  # sigma = R / 2
-    field = np.zeros(cx.shape, dtype)
+    field: np.ndarray = np.zeros(cx.shape, dtype)
     nearest2 = np.full(cx.shape, np.inf)
     d2, dy2 = np.empty(cx.shape), np.empty(cx.shape)
     # One pass per tried centre over (E x T) arrays: no (E x T x K) temporaries, no short-axis reductions.

@@ -18,7 +18,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ptylib.ici.ledger import format_ledger, gc_paused, parse_ledger
+from ptylib.ici.ledger import format_ledger, gc_paused, parse_finite_mm, parse_ledger, parse_wrmsd_px
 from ptylib.ici.model import (
     CHUNK_METRICS_HEADER,
     LEDGER_NAME,
@@ -37,7 +37,7 @@ _INDEXED = {"1": True, "0": False}
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def run_dir(run_root: Path, run_n: int) -> Path:
+def run_directory(run_root: Path, run_n: int) -> Path:
     """The folder of run ``run_n``: ``run_root/run_###``."""
     return Path(run_root) / f"run_{run_n:03d}"
 
@@ -66,7 +66,10 @@ def write_chunk_metrics(path: Path, metrics: Sequence[ChunkMetric]) -> None:
 
 
 def _metric_fields(metric: ChunkMetric) -> list[str]:
-    """One CSV row; NaN wRMSD is written blank."""
+    """One CSV row; NaN wRMSD is written blank, unreadable paths are rejected."""
+    path = metric.key.h5_path
+    if not path or path != path.strip() or _CONTROL_RE.search(path):
+        raise ValueError(f"h5 path {path!r} cannot be written to chunk metrics")
     wrmsd = metric.wrmsd
     return [
         metric.key.h5_path,
@@ -175,10 +178,10 @@ def _parse_metric(fields: list[str], columns: dict[str, int], name: str, line: i
         raise IciInputError(name, f"'{value('indexed')}' is not 0 or 1", line=line, field_name="indexed")
     return ChunkMetric(
         EventKey(h5_path, _count(value("event"), name, line, "event", required=True)),
-        _finite(value("det_shift_x_mm"), name, line, "det_shift_x_mm"),
-        _finite(value("det_shift_y_mm"), name, line, "det_shift_y_mm"),
+        parse_finite_mm(value("det_shift_x_mm"), name, line, "det_shift_x_mm"),
+        parse_finite_mm(value("det_shift_y_mm"), name, line, "det_shift_y_mm"),
         indexed,
-        _wrmsd(value("wrmsd"), name, line),
+        parse_wrmsd_px(value("wrmsd"), name, line),
         _count(value("n_peaks"), name, line, "n_peaks"),
         _count(value("n_reflections"), name, line, "n_reflections"),
         fields[columns["reason"]] if "reason" in columns else "",
@@ -192,33 +195,6 @@ def _count(text: str, name: str, line: int, field_name: str, *, required: bool =
     if not (text.isascii() and text.isdigit()):
         raise IciInputError(name, f"'{text}' is not a non-negative integer", line=line, field_name=field_name)
     return int(text)
-
-
-def _finite(text: str, name: str, line: int, field_name: str) -> float:
-    """A finite float (mm)."""
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise IciInputError(name, f"'{text}' is not a finite number (mm)", line=line, field_name=field_name)
-    return number
-
-
-def _wrmsd(text: str, name: str, line: int) -> float | None:
-    """wRMSD (px): blank or nan -> None, inf kept, otherwise >= 0."""
-    if not text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        raise IciInputError(name, f"'{text}' is not a number, blank, nan or inf", line=line,
-                            field_name="wrmsd") from None
-    if math.isnan(number):
-        return None
-    if number < 0:
-        raise IciInputError(name, f"'{text}' is negative", line=line, field_name="wrmsd")
-    return number
 
 
 # ----------------------------------------------------------------------------- ingest
@@ -269,13 +245,15 @@ def ingest_run(run_root: Path, run_n: int) -> int:
     run_root = Path(run_root)
     ledger_path, state_path = run_root / LEDGER_NAME, run_root / STATE_NAME
     old_ledger, old_state = _read_optional(ledger_path), _read_optional(state_path)
-    histories = parse_ledger(old_ledger, str(ledger_path)) if old_ledger is not None else {}
-    previous = RunState() if old_state is None else parse_state(old_state, str(state_path))
-    metrics = read_chunk_metrics(chunk_metrics_path(run_dir(run_root, run_n), run_n))
-    added = ingest_chunk_metrics(histories, metrics, run_n)
-    state = state_from_ledger(histories, previous)
-    state.last_global_run = max(state.last_global_run, run_n)
-    _commit([(ledger_path, old_ledger, format_ledger(histories)), (state_path, old_state, format_state(state))])
+    with gc_paused():
+        histories = parse_ledger(old_ledger, str(ledger_path)) if old_ledger is not None else {}
+        previous = RunState() if old_state is None else parse_state(old_state, str(state_path))
+        metrics = read_chunk_metrics(chunk_metrics_path(run_directory(run_root, run_n), run_n))
+        added = ingest_chunk_metrics(histories, metrics, run_n)
+        state = state_from_ledger(histories, previous)
+        state.last_global_run = max(state.last_global_run, run_n)
+        ledger_text, state_text = format_ledger(histories), format_state(state)
+    _commit([(ledger_path, old_ledger, ledger_text), (state_path, old_state, state_text)])
     return added
 
 

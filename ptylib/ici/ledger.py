@@ -10,7 +10,8 @@ Our form (what :func:`format_ledger` writes, as the original tools do)::
     0,0.0,0.0,0,,,,
 
 - The header appears once, at the top; each event is a section line ``#<h5 path> event <N>``
-  followed by its rows in run order. No blank line separates sections; lines end in LF.
+  followed by its rows in run order. No blank line separates sections; lines end in LF. The
+  path is kept as written (the writer of the key makes it absolute).
 - ``run_n`` is an integer; shifts and wRMSD are ``repr(float)`` (shortest round trip); ``indexed``
   is the sticky "ever indexed" flag ``1``/``0``; ``wrmsd`` is blank when the run did not index
   and ``inf`` for an explicit failure; ``next_dx_mm,next_dy_mm`` are floats, ``done,done`` for DONE
@@ -285,16 +286,16 @@ def _parse_row(line: str, name: str, line_no: int) -> LedgerRow:
     reason = fields[7] if len(fields) == _N_COLUMNS else ",".join(fields[7:])
     return LedgerRow(
         int(run),
-        _finite(fields[1], name, line_no, "det_shift_x_mm"),
-        _finite(fields[2], name, line_no, "det_shift_y_mm"),
+        parse_finite_mm(fields[1], name, line_no, "det_shift_x_mm"),
+        parse_finite_mm(fields[2], name, line_no, "det_shift_y_mm"),
         indexed,
-        _wrmsd(fields[4], name, line_no),
+        parse_wrmsd_px(fields[4], name, line_no),
         _proposal(fields[5], fields[6], reason, name, line_no),
     )
 
 
-def _finite(text: str, name: str, line_no: int, field_name: str) -> float:
-    """A finite float field (mm)."""
+def parse_finite_mm(text: str, name: str, line_no: int, field_name: str) -> float:
+    """A finite number (mm) from a CSV field; IciInputError naming file, line and field otherwise."""
     try:
         value = float(text)
     except ValueError:
@@ -304,8 +305,8 @@ def _finite(text: str, name: str, line_no: int, field_name: str) -> float:
     return value
 
 
-def _wrmsd(text: str, name: str, line_no: int) -> float | None:
-    """wRMSD (px): blank or ``nan`` -> None, ``inf`` kept (a failure), otherwise a number >= 0."""
+def parse_wrmsd_px(text: str, name: str, line_no: int) -> float | None:
+    """wRMSD (px) from a CSV field: blank or ``nan`` -> None, ``inf`` kept (a failure), else a number >= 0."""
     if not text or text.isspace():
         return None
     try:
@@ -341,7 +342,8 @@ def _proposal(dx: str, dy: str, reason: str, name: str, line_no: int) -> Proposa
         if not text:
             raise IciInputError(name, "one next column is blank and the other is not", line=line_no,
                                 field_name=field_name)
-    return Proposal(_finite(dx, name, line_no, "next_dx_mm"), _finite(dy, name, line_no, "next_dy_mm"), reason)
+    return Proposal(parse_finite_mm(dx, name, line_no, "next_dx_mm"), parse_finite_mm(dy, name, line_no, "next_dy_mm"),
+                    reason)
 
 
 def _check_run_order(sections: list[EventHistory], rows: list[LedgerRow], starts: list[int],

@@ -65,7 +65,7 @@ class ProposerOptions:
         for name in ("done_on_streak_length", "noimprove_N", "stability_N", "N_conv"):
             _integer(self, name, minimum=1)
         if not isinstance(self.step1_allow_spacing_relax, bool):
-            raise ValueError(f"step1_allow_spacing_relax must be true or false, got {self.step1_allow_spacing_relax!r}")
+            raise TypeError(f"step1_allow_spacing_relax must be true or false, got {self.step1_allow_spacing_relax!r}")
         if self.step2_algorithm not in STEP2_ALGORITHMS:
             raise ValueError(f"step2_algorithm must be one of {', '.join(STEP2_ALGORITHMS)}, "
                              f"got {self.step2_algorithm!r}")
@@ -87,7 +87,9 @@ class ProposerOptions:
 
 def _number(options: ProposerOptions, name: str) -> float:
     value = getattr(options, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
@@ -107,6 +109,6 @@ def _non_negative(options: ProposerOptions, *names: str) -> None:
 def _integer(options: ProposerOptions, name: str, *, minimum: int) -> None:
     value = getattr(options, name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")

@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ptylib.ici.convergence import DONE_STEP1_EXHAUSTED, done_reason
-from ptylib.ici.hillmap import STATUS_EXHAUSTED, STATUS_RELAXED, Step1Batch, sample_step1
+from ptylib.ici.hillmap import (
+    STATUS_EXHAUSTED,
+    STATUS_RELAXED,
+    Step1Batch,
+    sample_step1,
+)
 from ptylib.ici.ledger import gc_paused
 from ptylib.ici.model import EventHistory, EventKey, Proposal
 from ptylib.ici.options import ProposerOptions

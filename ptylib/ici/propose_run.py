@@ -20,7 +20,13 @@ from ptylib.ici.ledger import format_ledger, gc_paused, parse_ledger
 from ptylib.ici.model import LEDGER_NAME, STATE_NAME, IciInputError
 from ptylib.ici.options import ProposerOptions
 from ptylib.ici.policy import propose_events
-from ptylib.ici.state import ProposalRecord, RunState, format_state, parse_state, state_from_ledger
+from ptylib.ici.state import (
+    ProposalRecord,
+    RunState,
+    format_state,
+    parse_state,
+    state_from_ledger,
+)
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,8 @@ class ProposeOutcome:
 
     def to_text(self) -> str:
         """A short plain-text report (one line per reason)."""
-        lines = [f"{self.ledger_path}: {self.n_events} events, {self.n_changed} proposals written, "
-                 f"{self.n_done} DONE"]
+        head = f"{self.ledger_path}: {self.n_events} events, {self.n_changed} proposals written, {self.n_done} DONE"
+        lines = [head]
         lines += [f"  {count:>8d}  {reason}" for reason, count in sorted(self.counts_by_reason.items())]
         return "\n".join(lines)
 

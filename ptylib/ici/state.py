@@ -1,21 +1,23 @@
 """The ``image_run_state.json`` sidecar: per-event trials, proposal history and ever-indexed flag.
 
-File layout (lengths in mm, wRMSD in px)::
+File layout (lengths in mm, wRMSD in px), one event per line in insertion order, compact JSON
+inside each line::
 
     {
     "last_global_run": 3,
     "events": {
-    "/abs/file.h5//12": {"trials": [{"run_n": 0, "det_shift_x_mm": 0.0, "det_shift_y_mm": 0.0,
-                          "wrmsd": null, "success": false}, ...],
-                         "proposal_history": [{"next_run_n": 1, "dx_mm": 0.01, "dy_mm": -0.02,
-                                               "reason": "step1_hillmap_wrmsd_sample"}, ...],
-                         "ever_indexed": false},
+    "/abs/file.h5//12": {"trials":[{"run_n":0,"det_shift_x_mm":0.0,"det_shift_y_mm":0.0,"wrmsd":null,
+        "success":false}],"proposal_history":[{"next_run_n":1,"dx_mm":0.01,"dy_mm":-0.02,
+        "reason":"step1_hillmap_pure_exploration"}],"ever_indexed":false},
     ...
     }}
 
-One event per line (compact JSON inside), in insertion order. ``wrmsd`` is ``null`` when the run did
-not index and the string ``"inf"`` for an explicit failure; a DONE proposal has ``dx_mm`` and
-``dy_mm`` ``null``. Floats are written with ``repr`` precision, so a written state reads back equal.
+(each event is one line in the file; it is wrapped here).
+
+Event keys are :meth:`EventKey.label` (``<h5 path>//<event>``). ``wrmsd`` is ``null`` when the run
+did not index and the string ``"inf"`` for an explicit failure (so the file stays standard JSON); a
+DONE proposal has ``dx_mm`` and ``dy_mm`` ``null``. Floats are written with ``repr`` precision, so a
+written state reads back equal.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeGuard
 
 from ptylib.ici.ledger import gc_paused
-from ptylib.ici.model import EventHistory, EventKey, IciInputError
+from ptylib.ici.model import DONE_TOKEN, EventHistory, EventKey, IciInputError, LedgerRow
 from ptylib.io.atomic import atomic_write_text
 
 _INF = "inf"
+_INDEXED_OF = attrgetter("indexed")
+_SUCCESS_OF = attrgetter("success")
 
 
 @dataclass
@@ -57,7 +62,7 @@ class ProposalRecord:
     @property
     def is_done(self) -> bool:
         """True for a DONE proposal (no shift, reason ``done*``)."""
-        return self.dx_mm is None and self.dy_mm is None and self.reason.startswith("done")
+        return self.dx_mm is None and self.dy_mm is None and self.reason.startswith(DONE_TOKEN)
 
 
 @dataclass
@@ -91,14 +96,18 @@ def state_from_ledger(histories: Mapping[EventKey, EventHistory], previous: RunS
     events: dict[EventKey, EventState] = {}
     with gc_paused():
         for key, history in histories.items():
-            trials = [TrialRecord(row.run_n, row.det_shift_x_mm, row.det_shift_y_mm, row.wrmsd, row.succeeded)
-                      for row in history.rows]
-            ever = any(row.indexed for row in history.rows) or any(trial.success for trial in trials)
+            trials = list(map(_trial_from_row, history.rows))
+            ever = any(map(_INDEXED_OF, history.rows)) or any(map(_SUCCESS_OF, trials))
             old = old_events.get(key)
             events[key] = EventState(trials, list(old.proposal_history) if old else [], ever)
             if trials:
                 last_run = max(last_run, trials[-1].run_n)
     return RunState(events, last_run)
+
+
+def _trial_from_row(row: LedgerRow) -> TrialRecord:
+    """The trial of one ledger row."""
+    return TrialRecord(row.run_n, row.det_shift_x_mm, row.det_shift_y_mm, row.wrmsd, row.succeeded)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -177,98 +186,91 @@ def parse_state(data: bytes, name: str) -> RunState:
 
 def _state_from_json(document: Any, name: str) -> RunState:
     """Validate and convert a decoded sidecar."""
-    _expect(isinstance(document, dict), name, "<top level>", "an object", document)
+    if type(document) is not dict:
+        _fail(name, "<top level>", "an object", document)
     last = document.get("last_global_run")
-    _expect(_is_int(last) and last >= -1, name, "last_global_run", "an integer >= -1", last)
+    if not (type(last) is int and last >= -1):
+        _fail(name, "last_global_run", "an integer >= -1", last)
     events_json = document.get("events")
-    _expect(isinstance(events_json, dict), name, "events", "an object", events_json)
+    if type(events_json) is not dict:
+        _fail(name, "events", "an object", events_json)
     events: dict[EventKey, EventState] = {}
     for label, event_json in events_json.items():
+        where = f"events[{label!r}]"
         try:
             key = EventKey.from_label(label)
         except ValueError:
-            raise IciInputError(name, f"event key '{label}' is not '<h5 path>//<event>'",
-                                field_name=f"events[{label!r}]") from None
-        events[key] = _event_from_json(event_json, name, f"events[{label!r}]")
+            raise IciInputError(name, f"event key '{label}' is not '<h5 path>//<event>'", field_name=where) from None
+        events[key] = _event_from_json(event_json, name, where)
     return RunState(events, last)
 
 
 def _event_from_json(obj: Any, name: str, where: str) -> EventState:
-    """One event's state."""
-    _expect(isinstance(obj, dict), name, where, "an object", obj)
-    trials_json = obj.get("trials")
-    history_json = obj.get("proposal_history")
+    """One event's state (``where`` names it in errors)."""
+    if type(obj) is not dict:
+        _fail(name, where, "an object", obj)
+    trials_json, history_json = obj.get("trials"), obj.get("proposal_history")
     ever = obj.get("ever_indexed")
-    _expect(isinstance(trials_json, list), name, f"{where}.trials", "a list", trials_json)
-    _expect(isinstance(history_json, list), name, f"{where}.proposal_history", "a list", history_json)
-    _expect(isinstance(ever, bool), name, f"{where}.ever_indexed", "true or false", ever)
-    trials = [_trial_from_json(item, name, f"{where}.trials[{i}]") for i, item in enumerate(trials_json)]
-    history = [_proposal_from_json(item, name, f"{where}.proposal_history[{i}]")
-               for i, item in enumerate(history_json)]
+    if type(trials_json) is not list:
+        _fail(name, f"{where}.trials", "a list", trials_json)
+    if type(history_json) is not list:
+        _fail(name, f"{where}.proposal_history", "a list", history_json)
+    if type(ever) is not bool:
+        _fail(name, f"{where}.ever_indexed", "true or false", ever)
+    trials = [_trial_from_json(item, name, where, index) for index, item in enumerate(trials_json)]
+    history = [_proposal_from_json(item, name, where, index) for index, item in enumerate(history_json)]
     return EventState(trials, history, ever)
 
 
-def _trial_from_json(obj: Any, name: str, where: str) -> TrialRecord:
-    """One trial record."""
-    _expect(isinstance(obj, dict), name, where, "an object", obj)
-    run_n = obj.get("run_n")
-    _expect(_is_int(run_n) and run_n >= 0, name, f"{where}.run_n", "an integer >= 0", run_n)
-    success = obj.get("success")
-    _expect(isinstance(success, bool), name, f"{where}.success", "true or false", success)
-    return TrialRecord(
-        run_n,
-        _finite_from_json(obj.get("det_shift_x_mm"), name, f"{where}.det_shift_x_mm"),
-        _finite_from_json(obj.get("det_shift_y_mm"), name, f"{where}.det_shift_y_mm"),
-        _wrmsd_from_json(obj.get("wrmsd"), name, f"{where}.wrmsd"),
-        success,
-    )
+def _trial_from_json(obj: Any, name: str, where: str, index: int) -> TrialRecord:
+    """Trial ``index`` of the event ``where``; error texts are only built on failure."""
+    if type(obj) is not dict:
+        _fail(name, f"{where}.trials[{index}]", "an object", obj)
+    run_n, x, y = obj.get("run_n"), obj.get("det_shift_x_mm"), obj.get("det_shift_y_mm")
+    wrmsd, success = obj.get("wrmsd"), obj.get("success")
+    if not (type(run_n) is int and run_n >= 0):
+        _fail(name, f"{where}.trials[{index}].run_n", "an integer >= 0", run_n)
+    if not _is_finite(x):
+        _fail(name, f"{where}.trials[{index}].det_shift_x_mm", "a finite number", x)
+    if not _is_finite(y):
+        _fail(name, f"{where}.trials[{index}].det_shift_y_mm", "a finite number", y)
+    if wrmsd == _INF:
+        wrmsd = math.inf
+    elif wrmsd is not None and not (type(wrmsd) in (float, int) and wrmsd >= 0):
+        _fail(name, f"{where}.trials[{index}].wrmsd", 'null, "inf" or a number >= 0', wrmsd)
+    if type(success) is not bool:
+        _fail(name, f"{where}.trials[{index}].success", "true or false", success)
+    return TrialRecord(run_n, float(x), float(y), None if wrmsd is None else float(wrmsd), success)
 
 
-def _proposal_from_json(obj: Any, name: str, where: str) -> ProposalRecord:
-    """One proposal record."""
-    _expect(isinstance(obj, dict), name, where, "an object", obj)
-    next_run_n = obj.get("next_run_n")
-    _expect(_is_int(next_run_n) and next_run_n >= 0, name, f"{where}.next_run_n", "an integer >= 0", next_run_n)
-    reason = obj.get("reason")
-    _expect(isinstance(reason, str), name, f"{where}.reason", "a string", reason)
+def _proposal_from_json(obj: Any, name: str, where: str, index: int) -> ProposalRecord:
+    """Proposal ``index`` of the event ``where``."""
+    if type(obj) is not dict:
+        _fail(name, f"{where}.proposal_history[{index}]", "an object", obj)
+    next_run_n, reason = obj.get("next_run_n"), obj.get("reason")
     dx, dy = obj.get("dx_mm"), obj.get("dy_mm")
-    _expect((dx is None) == (dy is None), name, f"{where}.dx_mm", "null together with dy_mm (DONE)", dx)
-    if dx is None:
+    if not (type(next_run_n) is int and next_run_n >= 0):
+        _fail(name, f"{where}.proposal_history[{index}].next_run_n", "an integer >= 0", next_run_n)
+    if type(reason) is not str:
+        _fail(name, f"{where}.proposal_history[{index}].reason", "a string", reason)
+    if dx is None and dy is None:
         return ProposalRecord(next_run_n, None, None, reason)
-    return ProposalRecord(next_run_n, _finite_from_json(dx, name, f"{where}.dx_mm"),
-                          _finite_from_json(dy, name, f"{where}.dy_mm"), reason)
+    expected = "a finite number (or null in both dx_mm and dy_mm for DONE)"
+    if not _is_finite(dx):
+        _fail(name, f"{where}.proposal_history[{index}].dx_mm", expected, dx)
+    if not _is_finite(dy):
+        _fail(name, f"{where}.proposal_history[{index}].dy_mm", expected, dy)
+    return ProposalRecord(next_run_n, float(dx), float(dy), reason)
 
 
-def _finite_from_json(value: Any, name: str, where: str) -> float:
-    """A finite number (JSON ints accepted)."""
-    _expect(_is_number(value) and math.isfinite(value), name, where, "a finite number", value)
-    return float(value)
+def _is_finite(value: Any) -> TypeGuard[float]:
+    """A finite JSON number (int or float, not bool)."""
+    return type(value) in (float, int) and math.isfinite(value)
 
 
-def _wrmsd_from_json(value: Any, name: str, where: str) -> float | None:
-    """null -> None, "inf" -> inf, otherwise a number >= 0."""
-    if value is None:
-        return None
-    if value == _INF:
-        return math.inf
-    _expect(_is_number(value) and value >= 0, name, where, 'null, "inf" or a number >= 0', value)
-    return float(value)
-
-
-def _is_int(value: Any) -> bool:
-    """A JSON integer (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    """A JSON number (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _expect(ok: bool, name: str, where: str, expected: str, found: Any) -> None:
-    """Raise an IciInputError naming the key when ``ok`` is false."""
-    if not ok:
-        raise IciInputError(name, f"expected {expected}, found {_describe(found)}", field_name=where)
+def _fail(name: str, where: str, expected: str, found: Any) -> NoReturn:
+    """Raise an IciInputError naming the key."""
+    raise IciInputError(name, f"expected {expected}, found {_describe(found)}", field_name=where)
 
 
 def _describe(value: Any) -> str:

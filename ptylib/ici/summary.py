@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptylib.ici.ledger import read_ledger
+from ptylib.ici.ledger import gc_paused, read_ledger
 from ptylib.ici.model import LEDGER_NAME, STATE_NAME, EventHistory, EventKey, IciInputError
 from ptylib.ici.state import EventState, RunState, read_state
 
@@ -128,7 +128,7 @@ class RunSummary:
         return pairs
 
     def to_text(self) -> str:
-        """Plain text, one ``label: value`` line per figure."""
+        """Plain text, one line per figure: the label padded to a column, then the value."""
         pairs = self.metrics()
         width = max(len(label) for label, _ in pairs)
         return "\n".join(f"{label:<{width}}  {_fmt(value)}" for label, value in pairs) + "\n"
@@ -136,7 +136,7 @@ class RunSummary:
     def to_markdown(self) -> str:
         """A Markdown table of all figures."""
         lines = ["| Metric | Value |", "|---|---|"]
-        lines += [f"| {label} | {_fmt(value)} |" for label, value in self.metrics()]
+        lines += [f"| {_escape_cell(label)} | {_fmt(value)} |" for label, value in self.metrics()]
         return "\n".join(lines) + "\n"
 
     def table_rows(self) -> list[dict[str, object]]:
@@ -180,7 +180,8 @@ def summarize_run_root(run_root: Path) -> RunSummary:
     ledger_path = Path(run_root) / LEDGER_NAME
     if not ledger_path.is_file():
         raise IciInputError(str(ledger_path), "no ledger to summarise (no run has been ingested yet)")
-    return summarize(read_ledger(ledger_path), read_state(Path(run_root) / STATE_NAME))
+    with gc_paused():
+        return summarize(read_ledger(ledger_path), read_state(Path(run_root) / STATE_NAME))
 
 
 def _run_numbers(runs: np.ndarray) -> tuple[int | None, int | None, int | None]:
@@ -267,6 +268,11 @@ def _change(before: float | None, after: float | None) -> float | None:
 def _as_int(value: float | None) -> int | None:
     """A whole float as int (None stays None)."""
     return None if value is None else int(value)
+
+
+def _escape_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", r"\|")
 
 
 def _fmt(value: float | None) -> str:

@@ -93,7 +93,7 @@ def test_bad_ledger_is_one_error_line_without_traceback(tmp_path: Path) -> None:
     bad = "run_n,det_shift_x_mm,det_shift_y_mm,indexed,wrmsd,next_dx_mm,next_dy_mm,next_reason\n#/d.h5 event 0\n0,abc,0,0,,,,\n"
     (root / LEDGER_NAME).write_text(bad)
     done = subprocess.run([sys.executable, "-m", "ptylib.ici.cli", "propose", "--run-root", str(root)],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
     assert "line 3" in done.stderr and "det_shift_x_mm" in done.stderr
@@ -103,7 +103,8 @@ def test_bad_ledger_is_one_error_line_without_traceback(tmp_path: Path) -> None:
 
 def _heavy_modules_after(code: str) -> list[str]:
     script = f"import sys, json\n{code}\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

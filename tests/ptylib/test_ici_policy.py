@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,19 +12,27 @@ import pytest
 from ptylib.ici import propose_run as propose_run_module
 from ptylib.ici.convergence import done_reason
 from ptylib.ici.ledger import format_ledger, read_ledger
-from ptylib.ici.model import LEDGER_NAME, STATE_NAME, EventHistory, EventKey, IciInputError, LedgerRow, Proposal
+from ptylib.ici.model import (
+    LEDGER_NAME,
+    STATE_NAME,
+    EventHistory,
+    EventKey,
+    IciInputError,
+    LedgerRow,
+    Proposal,
+)
 from ptylib.ici.options import ProposerOptions
 from ptylib.ici.policy import propose_event, propose_events
 from ptylib.ici.propose_run import propose_run_root
 from ptylib.ici.rng import event_stream
 from ptylib.ici.state import read_state
-from ptylib.ici.step2 import event_dir, make_dxdy_lookup, read_dxdy
+from ptylib.ici.step2 import DxdyLookup, event_dir, make_dxdy_lookup, read_dxdy
 
 Trial = tuple[float, float, float | None]
 STREAM = event_stream(EventKey("/x.h5", 0), 1, 1337, "test")
 
 
-def history(trials: list[Trial], reasons: list[str] | None = None, *, name: str = "/data/a.h5",
+def history(trials: Sequence[Trial], reasons: list[str] | None = None, *, name: str = "/data/a.h5",
             event: int = 0) -> EventHistory:
     """An event from (x_mm, y_mm, wrmsd or None) trials; ``reasons[i]`` is row i's proposal reason."""
     rows, ever = [], False
@@ -44,7 +53,7 @@ def no_dxdy(key: EventKey, run_n: int) -> tuple[None, None, str]:
     return None, None, "dxdy_missing_file"
 
 
-def propose(h: EventHistory, options: ProposerOptions | None = None, lookup=no_dxdy) -> Proposal:  # noqa: ANN001
+def propose(h: EventHistory, options: ProposerOptions | None = None, lookup: DxdyLookup = no_dxdy) -> Proposal:
     return propose_event(h, options or ProposerOptions(), dxdy_lookup=lookup, rng=STREAM)
 
 
@@ -253,7 +262,7 @@ def test_propose_run_root_is_idempotent_and_reacts_to_new_knobs(tmp_path: Path) 
     assert again.counts_by_reason == outcome.counts_by_reason
 
     changed = propose_run_root(tmp_path, ProposerOptions(seed=7))
-    done = sum(h.rows[-1].proposal.is_done for h in ledger.values())
+    done = sum(h.is_done for h in ledger.values())
     assert changed.n_changed == 30 - done > 0
     assert done == changed.n_done
     state = read_state(tmp_path / STATE_NAME)

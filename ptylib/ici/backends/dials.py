@@ -28,6 +28,7 @@ project's still renderer writes beside its HDF5 file.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import shlex
@@ -52,12 +53,18 @@ from ptylib.ici.backends.base import (
     write_job_script,
 )
 
-MODES = ("refine", "fixed")
 IMAGE_PLACEHOLDERS = ("h5_dir", "h5_stem", "event", "frame")
 INSTALL_HINT = ("install Debian's DIALS as root: apt-get update && DEBIAN_FRONTEND=noninteractive "
                 "apt-get install -y dials (about 2 min, 2.4 GB), or give the DIALS Python interpreter as "
                 "the backend's 'python' option")
 WORKER = Path(dials_worker.__file__).resolve()
+
+
+class DialsMode(enum.StrEnum):
+    """What DIALS refines besides the crystal: ``refine`` the detector and beam too, ``fixed`` neither."""
+
+    REFINE = "refine"
+    FIXED = "fixed"
 
 
 class DialsNotFoundError(RuntimeError):
@@ -83,7 +90,7 @@ class DialsOptions(ScoringOptions):
 
     unit_cell: str
     space_group: str
-    mode: str = "refine"
+    mode: DialsMode = DialsMode.REFINE
     image_template: str = "{h5_dir}/{h5_stem}_{frame:05d}.cbf"
     min_indexed_fraction: float = 0.8
     max_rmsd_px: float = 0.5
@@ -103,8 +110,10 @@ class DialsOptions(ScoringOptions):
         object.__setattr__(self, "unit_cell", ",".join(f"{v:g}" for v in values))
         if not str(self.space_group).strip() or any(c.isspace() or c in "'\"" for c in str(self.space_group).strip()):
             raise ValueError(f"space_group must be a symbol without spaces such as P43212, got {self.space_group!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        try:
+            object.__setattr__(self, "mode", DialsMode(str(self.mode).strip().lower()))
+        except ValueError:
+            raise ValueError(f"mode must be one of {', '.join(DialsMode)}, got {self.mode!r}") from None
         try:
             fields = {name for _, name, _, _ in string.Formatter().parse(self.image_template) if name is not None}
         except ValueError as exc:
@@ -184,7 +193,7 @@ class DialsBackend(IndexerBackend):
                 "--image", str(event_image(o.image_template, job)),
                 # '=' form: a negative shift must not read as an option.
                 f"--det-shift-mm={float(job.det_shift_x_mm)!r},{float(job.det_shift_y_mm)!r}",
-                "--unit-cell", o.unit_cell, "--space-group", o.space_group, "--mode", o.mode,
+                "--unit-cell", o.unit_cell, "--space-group", o.space_group, "--mode", o.mode.value,
                 "--min-indexed-fraction", repr(float(o.min_indexed_fraction)),
                 "--max-rmsd-px", repr(float(o.max_rmsd_px)),
                 "--stream", stream_part_name(job.event_index),
@@ -205,7 +214,7 @@ class DialsBackend(IndexerBackend):
             "fi",
             "exit $rc",
         ])
-        return write_job_script(job, event_dir, command, title=f"DIALS ({self.options.mode} mode)")
+        return write_job_script(job, event_dir, command, title=f"DIALS ({self.options.mode.value} mode)")
 
     def parse_event(self, job: EventJob, event_dir: Path) -> EventResult:
         """Score the event's stream part; a failure's reason comes from the worker's summary or ``idx.stderr``."""
