@@ -6,10 +6,9 @@ Prefect and the flow are imported only when a command runs, so ``--help`` stays 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ptylib.ici.cli import add_ici_propose_arguments, options_from_args
@@ -62,39 +61,42 @@ def _backend_options(args: argparse.Namespace) -> tuple[str, object]:
     )
 
 
-def _run_flow(args: argparse.Namespace, backend: str, backend_options: object, inputs: list[str],
-              events: str, event_list: str | None) -> int:
-    from flows.ici_loop import ici_loop
-    from ptylib.io.lock import RunRootLock
+def _run_checked(start: Callable[[], dict], run_root: Path) -> int:
+    """Refuse a locked run root, run the flow, print its figures; one-line errors, exit code 2."""
+    from ptylib.ici.model import IciInputError
+    from ptylib.io.lock import RunRootLock, RunRootLockedError
 
-    # Refuse a locked run root before any flow run starts: one clear line instead of a failed run.
-    with RunRootLock(args.run_root, owner="ptyflows ici (probe)"):
-        pass
-    report = ici_loop(
-        run_root=str(args.run_root), inputs=inputs, events=events, event_list=event_list, backend=backend,
-        crystfel=backend_options if backend == "crystfel" else None,
-        command=backend_options if backend == "command" else None,
-        proposer=options_from_args(args), max_iterations=args.max_iterations,
-        initial_shift_mm=tuple(args.initial_shift_mm), workers=args.workers, batch_size=args.batch_size,
-        event_timeout_s=args.event_timeout_s,
-    )
-    figures = report["figures"]
-    print("\n".join(f"{k:>26}: {v}" for k, v in figures.items()))
+    try:
+        # Refuse a locked run root before any flow run starts: one clear line instead of a failed run.
+        with RunRootLock(run_root, owner="ptyflows ici (probe)"):
+            pass
+        report = start()
+    except (IciInputError, RunRootLockedError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(f"{k:>26}: {v}" for k, v in report["figures"].items()))
     print(f"report: {report['report']}")
     return 0
 
 
 def run_loop(args: argparse.Namespace) -> int:
     """``ici run``: the ICI loop on the user's data."""
-    from ptylib.ici.model import IciInputError
-    from ptylib.io.lock import RunRootLockedError
+    from flows.ici_loop import ici_loop
 
-    try:
+    def start() -> dict:
+        from ptylib.ici.events import resolve_events
+
         backend, options = _backend_options(args)
-        return _run_flow(args, backend, options, args.inputs, args.events, args.event_list)
-    except (IciInputError, RunRootLockedError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        resolve_events(args.inputs, args.events, args.event_list)  # bad input fails here, before any flow run
+        return ici_loop(
+            run_root=str(args.run_root), inputs=args.inputs, events=args.events, event_list=args.event_list,
+            backend=backend, crystfel=options if backend == "crystfel" else None,
+            command=options if backend == "command" else None, proposer=options_from_args(args),
+            max_iterations=args.max_iterations, initial_shift_mm=tuple(args.initial_shift_mm), workers=args.workers,
+            batch_size=args.batch_size, event_timeout_s=args.event_timeout_s,
+        )
+
+    return _run_checked(start, args.run_root)
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,24 +113,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     _add_loop_arguments(parser)
 
 
-def standin_indexamajig(bin_dir: Path) -> Path:
-    """Write ``bin_dir/indexamajig``: the stand-in indexer with indexamajig's interface, on this Python."""
-    path = bin_dir / "indexamajig"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ptylib.ici.simulated_indexer \"$@\"\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
-
-
 def run_demo(args: argparse.Namespace) -> int:
     """The demo: a synthetic serial run with hidden true centres, indexed by the stand-in indexamajig."""
-    from ptylib.ici.backends import CrystfelOptions
-    from ptylib.ici.synthetic import make_synthetic_run
+    from flows.ici_demo import ici_demo
 
-    root = Path(args.run_root).resolve()
-    data = make_synthetic_run(root / "data", args.n_events, seed=args.data_seed, radius_mm=args.radius_mm)
-    print(f"synthetic run: {data.n_events} events in {data.h5_path} (hidden true centres in {data.truth_path.name})")
-    options = CrystfelOptions(geometry=data.geometry_path, indexamajig=str(standin_indexamajig(root / "bin")),
-                              refine=not args.no_refine)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    return _run_flow(args, "crystfel", options, [str(data.h5_path)], "all", None)
+    return _run_checked(lambda: ici_demo(
+        run_root=str(args.run_root), n_events=args.n_events, data_seed=args.data_seed, refine=not args.no_refine,
+        proposer=options_from_args(args), max_iterations=args.max_iterations, workers=args.workers,
+    ), args.run_root)

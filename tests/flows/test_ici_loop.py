@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.ici_cli_run import standin_indexamajig
+from flows.ici_demo import standin_indexamajig
 from ptylib.ici.backends import CrystfelOptions
 from ptylib.ici.ledger import read_ledger
 from ptylib.ici.model import LEDGER_NAME

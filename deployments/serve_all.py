@@ -1,0 +1,51 @@
+"""Serve every pipeline's deployments from one long-running process: ``python -m deployments.serve_all``.
+
+Each deployment can then be run from the Prefect UI (with its parameter form), on its schedule,
+or with ``prefect deployment run '<flow>/<deployment>'``. For work pools and workers instead of a
+serving process, see ``deployments/prefect.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from datetime import timedelta
+
+FLIGHT_CHECK_EVERY = timedelta(hours=12)
+
+
+def build_deployments() -> list:
+    """The deployments served by this module (Prefect ``RunnerDeployment`` objects)."""
+    from flows.ici_demo import ici_demo
+    from flows.ici_loop import ici_loop
+
+    return [
+        ici_loop.to_deployment(
+            name="ici-loop", tags=["ici"],
+            description="ICI loop on your data: set run_root, inputs and crystfel.geometry in the form.",
+        ),
+        ici_demo.to_deployment(
+            name="ici-demo", tags=["ici", "demo"],
+            description="The ICI loop on a built-in synthetic run (stand-in indexamajig).",
+        ),
+        # A scheduled flight check on tiny synthetic data: a broken install shows up as a failed run.
+        ici_demo.to_deployment(
+            name="ici-flight-check", tags=["ici", "flight-check"], interval=FLIGHT_CHECK_EVERY,
+            parameters={"run_root": "runs/flight-check/ici", "n_events": 4, "max_iterations": 2},
+            description="Every 12 h: the ICI loop end to end on 4 synthetic events.",
+        ),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve all deployments until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m deployments.serve_all", description=__doc__)
+    parser.add_argument("--limit", type=int, default=None, help="maximum concurrent flow runs")
+    args = parser.parse_args(argv)
+    from prefect import serve
+
+    serve(*build_deployments(), limit=args.limit)
+
+
+if __name__ == "__main__":
+    main()

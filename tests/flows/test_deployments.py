@@ -1,0 +1,42 @@
+"""Deployments: the served set and prefect.yaml point at real flows with valid parameters."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.prefect_test]
+REPO = Path(__file__).parents[2]
+
+
+def test_served_deployments_have_forms_and_valid_parameters() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from deployments.serve_all import FLIGHT_CHECK_EVERY, build_deployments
+    from flows.ici_loop import ici_loop
+
+    deployments = {d.name: d for d in build_deployments()}
+    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check"}
+    assert deployments["ici-loop"].entrypoint == "flows/ici_loop.py:ici_loop"
+    form = parameter_schema(ici_loop).model_dump()  # what the UI's run form is built from
+    assert form["required"] == ["run_root"]
+    assert {"radius_mm", "min_spacing_mm", "damping_factor"} <= set(form["definitions"]["ProposerOptions"]["properties"])
+    assert {"inputs", "crystfel", "proposer", "max_iterations"} <= set(form["properties"])
+    check = deployments["ici-flight-check"]
+    assert check.schedules[0].schedule.interval == FLIGHT_CHECK_EVERY
+    assert check.parameters == {"run_root": "runs/flight-check/ici", "n_events": 4, "max_iterations": 2}
+
+
+def test_prefect_yaml_entrypoints_load_and_parameters_validate() -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    assert spec["prefect-version"] == importlib.metadata.version("prefect")
+    for deployment in spec["deployments"]:
+        flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
+        if "parameters" in deployment:  # the others are filled in the UI's form
+            flow.validate_parameters(deployment["parameters"])
+        assert deployment["work_pool"]["name"] == "ptyflows-process"
