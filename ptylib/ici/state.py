@@ -116,7 +116,7 @@ def _trial_from_row(row: LedgerRow) -> TrialRecord:
 def format_state(state: RunState) -> str:
     """The sidecar as JSON text (one event per line; see the module docstring)."""
     with gc_paused():
-        lines = [f"{json.dumps(key.label())}: {_dumps(_event_to_json(event))}" for key, event in state.events.items()]
+        lines = [f"{json.dumps(key.label())}: {_event_json(event)}" for key, event in state.events.items()]
     body = ",\n".join(lines)
     return f'{{\n"last_global_run": {int(state.last_global_run)},\n"events": {{\n{body}\n}}}}\n'
 
@@ -126,33 +126,43 @@ def write_state(path: Path, state: RunState) -> None:
     atomic_write_text(path, format_state(state))
 
 
-def _dumps(obj: Any) -> str:
-    """Compact JSON that refuses NaN/inf (they must be encoded by the caller)."""
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+def _event_json(event: EventState) -> str:
+    """One event as compact JSON."""
+    trials = ",".join(map(_trial_json, event.trials))
+    history = json.dumps([_proposal_to_json(record) for record in event.proposal_history], separators=(",", ":"),
+                         allow_nan=False)
+    return f'{{"trials":[{trials}],"proposal_history":{history},"ever_indexed":{_json_bool(event.ever_indexed)}}}'
 
 
-def _event_to_json(event: EventState) -> dict[str, Any]:
-    """JSON-ready dict of one event."""
-    return {
-        "trials": [
-            {"run_n": int(t.run_n), "det_shift_x_mm": float(t.det_shift_x_mm),
-             "det_shift_y_mm": float(t.det_shift_y_mm), "wrmsd": _wrmsd_to_json(t.wrmsd), "success": bool(t.success)}
-            for t in event.trials
-        ],
-        "proposal_history": [
-            {"next_run_n": int(p.next_run_n), "dx_mm": _optional_float(p.dx_mm), "dy_mm": _optional_float(p.dy_mm),
-             "reason": p.reason}
-            for p in event.proposal_history
-        ],
-        "ever_indexed": bool(event.ever_indexed),
-    }
+def _trial_json(trial: TrialRecord) -> str:
+    """One trial as compact JSON, formatted directly (trials are the bulk of a large sidecar)."""
+    x, y = float(trial.det_shift_x_mm), float(trial.det_shift_y_mm)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"trial of run {trial.run_n} has a non-finite shift ({x}, {y}) mm")
+    return (f'{{"run_n":{int(trial.run_n)},"det_shift_x_mm":{x!r},"det_shift_y_mm":{y!r},'
+            f'"wrmsd":{_wrmsd_json(trial.wrmsd)},"success":{_json_bool(trial.success)}}}')
 
 
-def _wrmsd_to_json(wrmsd: float | None) -> float | str | None:
-    """None (or NaN) -> null, inf -> "inf", otherwise the float."""
+def _wrmsd_json(wrmsd: float | None) -> str:
+    """None (or NaN) -> null, inf -> "inf", otherwise the number (px)."""
     if wrmsd is None or math.isnan(wrmsd):
-        return None
-    return _INF if math.isinf(wrmsd) else float(wrmsd)
+        return "null"
+    if wrmsd == math.inf:
+        return f'"{_INF}"'
+    if not math.isfinite(wrmsd):
+        raise ValueError(f"wRMSD {wrmsd} cannot be stored")
+    return repr(float(wrmsd))
+
+
+def _json_bool(value: bool) -> str:
+    """JSON true/false."""
+    return "true" if value else "false"
+
+
+def _proposal_to_json(record: ProposalRecord) -> dict[str, Any]:
+    """JSON-ready dict of one proposal (DONE: null shifts)."""
+    return {"next_run_n": int(record.next_run_n), "dx_mm": _optional_float(record.dx_mm),
+            "dy_mm": _optional_float(record.dy_mm), "reason": record.reason}
 
 
 def _optional_float(value: float | None) -> float | None:

@@ -16,7 +16,7 @@ from ptylib.ici.ingest import (
     ingest_chunk_metrics,
     ingest_run,
     read_chunk_metrics,
-    run_dir,
+    run_directory,
     write_chunk_metrics,
 )
 from ptylib.ici.ledger import read_ledger, write_ledger
@@ -59,7 +59,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def test_chunk_metrics_path() -> None:
     assert chunk_metrics_path(Path("/r/run_007"), 7) == Path("/r/run_007/chunk_metrics_007.csv")
-    assert run_dir(Path("/r"), 12) == Path("/r/run_012")
+    assert run_directory(Path("/r"), 12) == Path("/r/run_012")
 
 
 def test_chunk_metrics_write_exact_text_and_round_trip(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_ingest_of_an_earlier_run_keeps_run_order_and_stickiness() -> None:
 
 
 def make_run(root: Path, run_n: int, metrics: list[ChunkMetric]) -> None:
-    write_chunk_metrics(chunk_metrics_path(run_dir(root, run_n), run_n), metrics)
+    write_chunk_metrics(chunk_metrics_path(run_directory(root, run_n), run_n), metrics)
 
 
 def test_ingest_run_writes_ledger_and_state(tmp_path: Path) -> None:
@@ -342,7 +342,7 @@ def test_missing_state_is_empty(tmp_path: Path) -> None:
         (lambda d: d["events"]["/data/a.h5//0"]["trials"][0].__setitem__("run_n", 1.5),
          "events['/data/a.h5//0'].trials[0].run_n"),
         (lambda d: d["events"]["/data/a.h5//0"]["proposal_history"][1].__setitem__("dx_mm", 0.1),
-         "events['/data/a.h5//0'].proposal_history[1].dx_mm"),
+         "events['/data/a.h5//0'].proposal_history[1].dy_mm"),
         (lambda d: d["events"].__setitem__("no-separator", d["events"].pop("/data/a.h5//0")), "events['no-separator']"),
     ],
 )
@@ -380,3 +380,13 @@ def test_state_from_ledger_keeps_proposal_history() -> None:
     assert state.events[EventKey("/data/lyso/lyso_001.h5", 7)].trials[1].success is False  # inf
     assert state_from_ledger(histories, None).last_global_run == 3
     assert state_from_ledger({}, None) == RunState({}, -1)
+
+
+def test_state_writer_rejects_values_json_cannot_hold(tmp_path: Path) -> None:
+    path = tmp_path / STATE_NAME
+    for event in (EventState([TrialRecord(0, math.nan, 0.0, None, False)]),
+                  EventState([TrialRecord(0, 0.0, 0.0, -math.inf, False)]),
+                  EventState([], [ProposalRecord(1, math.inf, 0.0, "step1_x")])):
+        with pytest.raises(ValueError):
+            write_state(path, RunState({A: event}, 0))
+    assert not path.exists()
