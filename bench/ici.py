@@ -39,7 +39,7 @@ from ptylib.ici.step2 import DXDY_NAME, event_dir
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "RESULTS.md"
 HEADING = "## ICI proposer"
-OPTIONS = ProposerOptions()
+OPTIONS = ProposerOptions(policy="hillmap")  # the Step-1 hillmap is what the naive reference loop reproduces
 
 
 def synthetic_histories(n_events: int, n_trials: int, seed: int = 0) -> dict[EventKey, EventHistory]:

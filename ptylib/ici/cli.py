@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ptylib.ici.model import IciInputError
-from ptylib.ici.options import STEP2_ALGORITHMS, ProposerOptions
+from ptylib.ici.options import POLICIES, STEP2_ALGORITHMS, ProposerOptions
 
 EXIT_INPUT_ERROR = 2
 
@@ -40,11 +40,19 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("--median-rel-tol", "dx/dy convergence: their median wRMSD is within this fraction of the best"),
     ("--damping-factor", "Step-2 damping lambda: next = last - lambda * (dx, dy)"),
     ("--dxdy-unit-to-mm", "factor from per_frame_dx_dy.csv units to mm"),
+    ("--model-probe-frac", "model policy: radius of the probe triangle around the first centre, fraction of R"),
+    ("--model-min-successes", "model policy: successful runs needed before the wRMSD cone is fitted"),
+    ("--model-noise-frac", "model policy: relative wRMSD noise of one run (fit weights, stop rule)"),
+    ("--model-max-centre-se-frac", "model policy: largest standard error of the fitted centre, fraction of R"),
+    ("--model-min-curvature-t", "model policy: smallest t-statistic of the fitted curvature"),
+    ("--model-max-chi", "model policy: largest RMS standardised residual of the fit"),
+    ("--model-refine-sigma-mm", "model policy: error of one refined centre per axis (mm)"),
+    ("--model-refine-tol-mm", "model policy: DONE once the combined refined centre's standard error is below this (mm)"),
 )
 
 
 def add_ici_propose_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--run-root`` and every proposer knob (the seed's flag names and defaults) to ``parser``."""
+    """Add ``--run-root`` and every proposer knob (the seed's flag names and defaults, ``--policy``, ``--model-*``)."""
     defaults = ProposerOptions()
     types = {f.name: type(getattr(defaults, f.name)) for f in fields(ProposerOptions)}
     parser.add_argument("--run-root", required=True, type=Path, help="ICI run root holding image_run_log.csv")
@@ -56,6 +64,8 @@ def add_ici_propose_arguments(parser: argparse.ArgumentParser) -> None:
                         help="halve the spacing when no candidate respects it (default: event becomes DONE)")
     parser.add_argument("--step2-algorithm", dest="step2_algorithm", choices=STEP2_ALGORITHMS,
                         default=defaults.step2_algorithm, help="Step-2 refinement after a success (default dxdy)")
+    parser.add_argument("--policy", dest="policy", choices=POLICIES, default=defaults.policy,
+                        help=f"proposal policy: centre model or the seed's hillmap (default {defaults.policy})")
 
 
 def add_ici_summarize_arguments(parser: argparse.ArgumentParser) -> None:

@@ -45,7 +45,7 @@ def success_wrmsds(rows: Sequence[LedgerRow]) -> list[float]:
 def done_reason(rows: Sequence[LedgerRow], options: ProposerOptions) -> str | None:
     """The first DONE rule that holds for an event's runs (in run order), or None to keep searching."""
     successes = success_wrmsds(rows)
-    if _streak_done(rows, len(successes), options):
+    if streak_done(rows, len(successes), options):
         return DONE_STREAK
     if _converged_dxdy_done(rows, successes, options):
         return DONE_CONVERGED_DXDY
@@ -56,7 +56,7 @@ def done_reason(rows: Sequence[LedgerRow], options: ProposerOptions) -> str | No
     return None
 
 
-def _streak_done(rows: Sequence[LedgerRow], n_success: int, options: ProposerOptions) -> bool:
+def streak_done(rows: Sequence[LedgerRow], n_success: int, options: ProposerOptions) -> bool:
     """Enough successes ever and a trailing run of failures at least the streak length."""
     if n_success < options.done_on_streak_successes or len(rows) < options.done_on_streak_length:
         return False

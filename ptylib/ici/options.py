@@ -1,7 +1,7 @@
-"""Knobs of the ICI proposer (Step-1 hillmap, Step-2 dx/dy, DONE rules) with the seed's defaults.
+"""Knobs of the ICI proposer (policy choice, Step-1 hillmap, Step-2 dx/dy, DONE rules, centre model).
 
-A plain frozen dataclass rather than a pydantic model: ``ptyflows ici propose`` must start fast.
-Lengths are in mm, wRMSD in px.
+The seed's knobs keep the seed's defaults. A plain frozen dataclass rather than a pydantic model:
+``ptyflows ici propose`` must start fast. Lengths are in mm, wRMSD in px.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 STEP2_ALGORITHMS = ("dxdy", "none")
+POLICIES = ("model", "hillmap")
+# Knobs added after the seed's; they stay out of the hillmap policy's digest (see ProposerOptions.digest).
+MODEL_KNOBS = ("policy", "model_probe_frac", "model_min_successes", "model_noise_frac", "model_max_centre_se_frac",
+               "model_min_curvature_t", "model_max_chi", "model_refine_sigma_mm", "model_refine_tol_mm")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,14 @@ class ProposerOptions:
     ``radius_mm``) / ``median_rel_tol``.
     Step-2: ``step2_algorithm`` (``dxdy`` or ``none``), ``damping_factor`` (lambda),
     ``dxdy_unit_to_mm`` (factor from ``per_frame_dx_dy.csv`` units to mm; the seed's 1e3).
+    Policy: ``policy`` (``model``: centre model of :mod:`ptylib.ici.model_policy`, falling back to the
+    hillmap; ``hillmap``: the seed's switching logic). Model knobs: ``model_probe_frac`` (radius of the
+    probe triangle around the first centre, as a fraction of ``radius_mm``), ``model_min_successes``
+    (successes before fitting), ``model_noise_frac`` (relative wRMSD noise of one run),
+    ``model_max_centre_se_frac`` (as a fraction of ``radius_mm``) /
+    ``model_min_curvature_t`` / ``model_max_chi`` (conditioning and fit-quality limits),
+    ``model_refine_sigma_mm`` (error of one refined centre per axis, mm) and ``model_refine_tol_mm``
+    (stop when the combined refined centre's standard error is below this, mm).
     """
 
     radius_mm: float = 0.05
@@ -54,6 +66,15 @@ class ProposerOptions:
     step2_algorithm: str = "dxdy"
     damping_factor: float = 0.8
     dxdy_unit_to_mm: float = 1e3
+    policy: str = "model"
+    model_probe_frac: float = 1.0
+    model_min_successes: int = 4
+    model_noise_frac: float = 0.05
+    model_max_centre_se_frac: float = 0.4
+    model_min_curvature_t: float = 2.0
+    model_max_chi: float = 3.0
+    model_refine_sigma_mm: float = 0.004
+    model_refine_tol_mm: float = 0.0025
 
     def __post_init__(self) -> None:
         _positive(self, "radius_mm", "step1_A0", "dxdy_unit_to_mm")
@@ -71,6 +92,15 @@ class ProposerOptions:
                              f"got {self.step2_algorithm!r}")
         if not (0.0 < self.damping_factor <= 1.0):
             raise ValueError(f"damping_factor must lie in (0, 1], got {self.damping_factor!r}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        _positive(self, "model_probe_frac", "model_noise_frac", "model_max_centre_se_frac", "model_max_chi",
+                  "model_refine_sigma_mm", "model_refine_tol_mm")
+        if self.model_probe_frac > 1.0:  # probes stay in the disk
+            raise ValueError(f"model_probe_frac must lie in (0, 1], got {self.model_probe_frac!r}")
+        _non_negative(self, "model_min_curvature_t")
+        # Four parameters (a, k, centre x, y): fewer successes cannot determine the model.
+        _integer(self, "model_min_successes", minimum=4)
         if self.min_spacing_mm >= self.radius_mm:
             raise ValueError(f"min_spacing_mm ({self.min_spacing_mm}) must be smaller than radius_mm "
                              f"({self.radius_mm})")
@@ -80,8 +110,15 @@ class ProposerOptions:
         return asdict(self)
 
     def digest(self) -> str:
-        """Short sha256 of the knobs: proposals made with other knobs are recognised and redone."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Short sha256 of the knobs: proposals made with other knobs are recognised and redone.
+
+        With ``policy="hillmap"`` only the seed's knobs enter it, so the hillmap's random streams (and
+        therefore its proposals) are those of versions that had no model policy.
+        """
+        knobs = self.to_dict()
+        if self.policy == "hillmap":
+            knobs = {name: value for name, value in knobs.items() if name not in MODEL_KNOBS}
+        text = json.dumps(knobs, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -1,6 +1,7 @@
-"""The proposer's switching logic (the seed's Option A): DONE rules, Step-2 dx/dy, Step-1 hillmap (mm).
+"""The proposer: dispatch on ``options.policy``, and the seed's hillmap policy (Option A) (mm).
 
-Per event, on its runs in run order:
+``policy="model"`` runs :mod:`ptylib.ici.model_policy` (which falls back to the hillmap policy
+below); ``policy="hillmap"`` runs the seed's switching logic. Per event, on its runs in run order:
 
 1. An event already DONE stays DONE (its proposal is returned unchanged).
 2. A DONE rule (:mod:`ptylib.ici.convergence`) that holds ends the search: ``done_*``.
@@ -19,7 +20,7 @@ candidate respects the spacing and relaxing is off. Step-1 draws of many events 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from ptylib.ici.hillmap import (
 )
 from ptylib.ici.ledger import gc_paused
 from ptylib.ici.model import EventHistory, EventKey, Proposal
+from ptylib.ici.model_policy import propose_model
 from ptylib.ici.options import ProposerOptions
 from ptylib.ici.rng import EventStream, event_stream
 from ptylib.ici.step2 import DxdyLookup, ledger_event_dirs, make_dxdy_lookup
@@ -97,20 +99,18 @@ def _draw_step1(pending: list[tuple[EventHistory, str, EventStream]], options: P
     return proposals
 
 
-def propose_event(history: EventHistory, options: ProposerOptions, *, dxdy_lookup: DxdyLookup,
-                  rng: EventStream) -> Proposal:
-    """The next shift (mm) of one event, or DONE; ``rng`` comes from :func:`ptylib.ici.rng.event_stream`."""
-    if not history.rows:
-        raise ValueError(f"event {history.key.label()} has no runs to propose from")
+def _hillmap_event(history: EventHistory, options: ProposerOptions, dxdy_lookup: DxdyLookup,
+                   rng: EventStream) -> Proposal:
+    """The hillmap policy's proposal for one event with the streams ``rng``."""
     decision = _decide(history, options, dxdy_lookup)
     if isinstance(decision, Proposal):
         return decision
     return _draw_step1([(history, decision, rng)], options)[0]
 
 
-def propose_many(histories: Iterable[EventHistory], options: ProposerOptions,
-                 dxdy_lookup: DxdyLookup) -> dict[EventKey, Proposal]:
-    """Proposals for every event with at least one run, in input order; Step-1 draws are batched across events."""
+def _hillmap_many(histories: Iterable[EventHistory], options: ProposerOptions,
+                  dxdy_lookup: DxdyLookup) -> dict[EventKey, Proposal]:
+    """The hillmap policy's proposals for every event with at least one run; Step-1 draws batched across events."""
     digest = options.digest()
     events = [history for history in histories if history.rows]
     proposals: dict[EventKey, Proposal] = {}
@@ -126,6 +126,43 @@ def propose_many(histories: Iterable[EventHistory], options: ProposerOptions,
         for (history, _, _), proposal in zip(pending, _draw_step1(pending, options)):
             proposals[history.key] = proposal
         return {history.key: proposals[history.key] for history in events}
+
+
+def _model_event(history: EventHistory, options: ProposerOptions, dxdy_lookup: DxdyLookup,
+                 rng: EventStream) -> Proposal:
+    """The model policy's proposal for one event; a hillmap fallback draws from ``rng``."""
+    return propose_model([history], options, dxdy_lookup,
+                         lambda pending: [_hillmap_event(h, options, dxdy_lookup, rng) for h in pending])[0]
+
+
+def _model_many(histories: Iterable[EventHistory], options: ProposerOptions,
+                dxdy_lookup: DxdyLookup) -> dict[EventKey, Proposal]:
+    """The model policy's proposals for every event with at least one run; fallbacks go to the hillmap in one batch."""
+    events = [history for history in histories if history.rows]
+    with gc_paused():
+        proposals = propose_model(events, options, dxdy_lookup,
+                                  lambda pending: list(_hillmap_many(pending, options, dxdy_lookup).values()))
+    return {history.key: proposal for history, proposal in zip(events, proposals)}
+
+
+EventPolicy = Callable[[EventHistory, ProposerOptions, DxdyLookup, EventStream], Proposal]
+ManyPolicy = Callable[[Iterable[EventHistory], ProposerOptions, DxdyLookup], dict[EventKey, Proposal]]
+EVENT_POLICIES: dict[str, EventPolicy] = {"hillmap": _hillmap_event, "model": _model_event}
+MANY_POLICIES: dict[str, ManyPolicy] = {"hillmap": _hillmap_many, "model": _model_many}
+
+
+def propose_event(history: EventHistory, options: ProposerOptions, *, dxdy_lookup: DxdyLookup,
+                  rng: EventStream) -> Proposal:
+    """The next shift (mm) of one event, or DONE; ``rng`` comes from :func:`ptylib.ici.rng.event_stream`."""
+    if not history.rows:
+        raise ValueError(f"event {history.key.label()} has no runs to propose from")
+    return EVENT_POLICIES[options.policy](history, options, dxdy_lookup, rng)
+
+
+def propose_many(histories: Iterable[EventHistory], options: ProposerOptions,
+                 dxdy_lookup: DxdyLookup) -> dict[EventKey, Proposal]:
+    """Proposals for every event with at least one run, in input order, by the policy ``options.policy``."""
+    return MANY_POLICIES[options.policy](histories, options, dxdy_lookup)
 
 
 def propose_events(histories: Mapping[EventKey, EventHistory], options: ProposerOptions, run_root: Path, *,

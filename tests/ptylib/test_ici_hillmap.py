@@ -52,7 +52,7 @@ def fraction_within(xy: np.ndarray, point: tuple[float, float], radius_mm: float
 
 def test_no_proposal_closer_than_min_spacing_to_any_tried_centre() -> None:
     rng = np.random.default_rng(7)
-    options = ProposerOptions(min_spacing_mm=0.01, step1_candidates=512)
+    options = ProposerOptions(policy="hillmap", min_spacing_mm=0.01, step1_candidates=512)
     histories = []
     for event in range(400):
         n = int(rng.integers(1, 14))
@@ -86,14 +86,15 @@ def _covered_history() -> list[Trial]:
 
 
 def test_no_valid_candidate_is_done_exhausted_without_relax() -> None:
-    options = ProposerOptions(min_spacing_mm=0.049, done_on_streak_length=50)
+    options = ProposerOptions(policy="hillmap", min_spacing_mm=0.049, done_on_streak_length=50)
     h = history(_covered_history())
     proposal = propose_event(h, options, dxdy_lookup=no_dxdy, rng=event_stream(h.key, 7, 1, "x"))
     assert proposal == Proposal(None, None, "done_step1_exhausted")
 
 
 def test_spacing_relax_halves_the_spacing_until_a_candidate_fits() -> None:
-    options = ProposerOptions(min_spacing_mm=0.049, step1_allow_spacing_relax=True, done_on_streak_length=50)
+    options = ProposerOptions(policy="hillmap", min_spacing_mm=0.049, step1_allow_spacing_relax=True,
+                              done_on_streak_length=50)
     h = history(_covered_history())
     proposal = propose_event(h, options, dxdy_lookup=no_dxdy, rng=event_stream(h.key, 7, 1, "x"))
     assert proposal.reason == "step1_hillmap_explore_relaxed"
@@ -104,7 +105,7 @@ def test_spacing_relax_halves_the_spacing_until_a_candidate_fits() -> None:
 
 
 def test_batched_draw_equals_single_event_draw() -> None:
-    options = ProposerOptions()
+    options = ProposerOptions(policy="hillmap")
     trials = [[(0.01 * i, -0.002 * j, 0.5 + 0.1 * j if (i + j) % 3 == 0 else None) for j in range(1 + i % 6)]
               for i in range(40)]
     histories = [history(t, event=i) for i, t in enumerate(trials)]
@@ -123,7 +124,7 @@ def test_batched_draw_equals_single_event_draw() -> None:
 )
 def test_rejection_draw_has_the_distribution_of_the_full_weighted_draw(monkeypatch: pytest.MonkeyPatch,
                                                                        trials: list[Trial]) -> None:
-    options = ProposerOptions(step1_candidates=1024)
+    options = ProposerOptions(policy="hillmap", step1_candidates=1024)
     fast = draw_many(trials, options, 1500)
     # No rejection tries at all: every event takes the full draw over all its candidates.
     monkeypatch.setattr(hillmap, "_TRIES", 0)
@@ -137,7 +138,7 @@ def test_rejection_draw_has_the_distribution_of_the_full_weighted_draw(monkeypat
 
 
 def test_success_hill_attracts_samples() -> None:
-    options = ProposerOptions(step1_candidates=1024)
+    options = ProposerOptions(policy="hillmap", step1_candidates=1024)
     explore = draw_many([(0.0, 0.0, None)], options)
     attracted = draw_many([(0.0, 0.0, None), (0.03, 0.0, 1.0)], options)
     # Expected from the weight integrals: ~0.25 with the hill, ~0.10 without.
@@ -148,7 +149,7 @@ def test_success_hill_attracts_samples() -> None:
 
 
 def test_failures_near_the_first_centre_push_samples_away() -> None:
-    options = ProposerOptions(step1_candidates=1024)
+    options = ProposerOptions(policy="hillmap", step1_candidates=1024)
     one_failure = draw_many([(0.0, 0.0, None)], options)
     cluster = [(0.0, 0.0, None)] + [(0.002 * math.cos(a), 0.002 * math.sin(a), None) for a in range(9)]
     many_failures = draw_many(cluster, options)
@@ -157,7 +158,7 @@ def test_failures_near_the_first_centre_push_samples_away() -> None:
 
 
 def test_boltzmann_weights_and_base_amplitude() -> None:
-    options = ProposerOptions(beta=2.0)
+    options = ProposerOptions(policy="hillmap", beta=2.0)
     batch = hillmap.Step1Batch(
         xy=np.array([[0.0, 0.0], [0.01, 0.0], [0.02, 0.0], [0.0, 0.01], [0.1, 0.1], [0.1, 0.12]]),
         wrmsd=np.array([np.nan, 1.0, 1.5, np.nan, np.nan, np.nan]),
@@ -175,7 +176,7 @@ def test_boltzmann_weights_and_base_amplitude() -> None:
 
 def test_concave_bound_is_an_upper_bound_of_the_weight() -> None:
     rng = np.random.default_rng(3)
-    options = ProposerOptions()
+    options = ProposerOptions(policy="hillmap")
     for n_failures in (1, 4, 12, 30):
         x = np.concatenate(([0.0], rng.normal(0, 0.02, n_failures)))[None]
         y = np.concatenate(([0.0], rng.normal(0, 0.02, n_failures)))[None]

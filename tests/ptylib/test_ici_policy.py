@@ -54,14 +54,14 @@ def no_dxdy(key: EventKey, run_n: int) -> tuple[None, None, str]:
 
 
 def propose(h: EventHistory, options: ProposerOptions | None = None, lookup: DxdyLookup = no_dxdy) -> Proposal:
-    return propose_event(h, options or ProposerOptions(), dxdy_lookup=lookup, rng=STREAM)
+    return propose_event(h, options or ProposerOptions(policy="hillmap"), dxdy_lookup=lookup, rng=STREAM)
 
 
 # ----------------------------------------------------------------------------- DONE rules
 
-DEFAULT = ProposerOptions()
+DEFAULT = ProposerOptions(policy="hillmap")
 # Isolate the dx/dy rule from the wRMSD-sequence rules.
-DXDY_ONLY = ProposerOptions(stability_N=50, noimprove_N=50)
+DXDY_ONLY = ProposerOptions(policy="hillmap", stability_N=50, noimprove_N=50)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ def test_done_rule_gives_done_proposal() -> None:
 def test_never_indexed_explores_and_indexed_before_samples_weighted() -> None:
     assert propose(history(spread([None, None]))).reason == "step1_hillmap_explore"
     assert propose(history(spread([1.0, None]))).reason == "step1_hillmap_wrmsd_sample"
-    none_step2 = ProposerOptions(step2_algorithm="none")
+    none_step2 = ProposerOptions(policy="hillmap", step2_algorithm="none")
     assert propose(history(spread([None, 1.0])), none_step2).reason == "step1_hillmap_wrmsd_sample"
 
 
@@ -226,9 +226,9 @@ def test_same_proposals_for_shuffled_event_order(tmp_path: Path) -> None:
 def test_same_knobs_same_proposals_new_knobs_new_proposals(tmp_path: Path) -> None:
     histories = mixed_histories(60)
     first = propose_events(histories, DEFAULT, tmp_path)
-    assert propose_events(histories, ProposerOptions(), tmp_path) == first
+    assert propose_events(histories, ProposerOptions(policy="hillmap"), tmp_path) == first
     moving = [k for k, p in first.items() if p.reason.startswith("step1")]
-    for other in (ProposerOptions(seed=1338), ProposerOptions(beta=9.0)):
+    for other in (ProposerOptions(policy="hillmap", seed=1338), ProposerOptions(policy="hillmap", beta=9.0)):
         again = propose_events(histories, other, tmp_path)
         assert all(again[k] != first[k] for k in moving)
 
@@ -261,7 +261,7 @@ def test_propose_run_root_is_idempotent_and_reacts_to_new_knobs(tmp_path: Path) 
     assert again.n_changed == 0 and snapshot(tmp_path) == first
     assert again.counts_by_reason == outcome.counts_by_reason
 
-    changed = propose_run_root(tmp_path, ProposerOptions(seed=7))
+    changed = propose_run_root(tmp_path, ProposerOptions(policy="hillmap", seed=7))
     done = sum(h.is_done for h in ledger.values())
     assert changed.n_changed == 30 - done > 0
     assert done == changed.n_done
