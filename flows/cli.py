@@ -43,12 +43,29 @@ def _add_ici(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=ici_cli_run.run_demo)
 
 
+def _add_diffraction(sub: argparse._SubParsersAction) -> None:
+    from ptylib.diffraction import cli as diffraction_cli
+
+    simulate = sub.add_parser("simulate", help="render one image (nanoBragg option names and units) to .npy",
+                              description="Render one diffraction image with the torch simulator; "
+                                          "the .npy is float32 photons per pixel laid out [slow, fast].")
+    diffraction_cli.add_simulate_arguments(simulate)
+    simulate.set_defaults(handler=diffraction_cli.run_simulate)
+
+    refine = sub.add_parser("refine", help="recover mosaic spread and misset by gradient descent",
+                            description="The refinement demo's kernel with a progress bar (no Prefect); "
+                                        "the Prefect flow is flows/refinement_demo.py:refinement_demo.")
+    diffraction_cli.add_refine_arguments(refine)
+    refine.set_defaults(handler=diffraction_cli.run_refine)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``ptyflows`` argument parser."""
     parser = argparse.ArgumentParser(prog="ptyflows", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="PIPELINE")
     _add_ici(sub)
+    _add_diffraction(sub)
 
     demo = sub.add_parser("demo", help="the main job: run the pipelines on built-in synthetic data")
     from flows import ici_cli_run

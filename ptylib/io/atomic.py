@@ -23,6 +23,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp creates 0600; keep the replaced file's mode, or give a new file the usual 0644.
+        os.fchmod(fd, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()

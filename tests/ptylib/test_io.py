@@ -26,6 +26,17 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 
 
+def test_atomic_write_gives_readable_files_and_keeps_modes(tmp_path: Path) -> None:
+    new = tmp_path / "new.txt"
+    atomic_write_text(new, "x")
+    assert new.stat().st_mode & 0o777 == 0o644
+    script = tmp_path / "run.sh"
+    script.write_text("old")
+    script.chmod(0o755)
+    atomic_write_text(script, "new")
+    assert script.stat().st_mode & 0o777 == 0o755
+
+
 def test_atomic_write_failure_keeps_old_file(tmp_path: Path) -> None:
     target = tmp_path / "ledger.csv"
     target.write_text("precious\n")

@@ -1,0 +1,67 @@
+"""Prefect tasks of the refinement demo: thin wrappers that write into the run directory and pass paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from ptylib.diffraction.plots import image_figure, loss_figure, parameter_figure, report_markdown
+from ptylib.diffraction.refine import RefinementOptions, refine, write_history
+from ptylib.io.atomic import atomic_open, atomic_write_json, atomic_write_text
+from ptylib.io.report import save_figure
+from tasks.artifacts import ProgressArtifact, publish_markdown, publish_pngs, publish_table
+
+IMAGES = "images.npz"
+SUMMARY = "result.json"
+
+
+@task(name="refinement-run", cache_policy=NO_CACHE)
+def refine_task(options: RefinementOptions, run_dir: str, device: str = "cpu") -> dict[str, Any]:
+    """Run the refinement kernel with a progress artifact; write history, images and summary; return the summary."""
+    progress = ProgressArtifact(options.total_iterations, "refinement steps")
+    result = refine(options, device=device, progress=lambda done, total: progress.advance())
+    root = Path(run_dir)
+    write_history(result.history, root)
+    with atomic_open(root / IMAGES, "wb") as handle:
+        np.savez_compressed(handle, experimental=result.experimental, initial=result.initial, final=result.final)
+    summary = result.summary()
+    atomic_write_json(root / SUMMARY, summary)
+    return summary
+
+
+@task(name="refinement-plots", cache_policy=NO_CACHE)
+def plot_task(run_dir: str) -> dict[str, str]:
+    """Loss, parameter-trajectory and image plots as PNGs in the run directory and as an artifact."""
+    root = Path(run_dir)
+    history = json.loads((root / "history.json").read_text())
+    summary = json.loads((root / SUMMARY).read_text())
+    images = np.load(root / IMAGES)
+    truth = dict(zip(("mosaic_spread_deg", "misset_x_deg", "misset_y_deg", "misset_z_deg"),
+                     [summary["truth"][0], *summary["truth"][1]], strict=True))
+    best = summary["best_start"]
+    pngs = {
+        "Loss (log scale)": save_figure(loss_figure(history, best), root / "loss.png"),
+        "Parameters against truth": save_figure(parameter_figure(history, truth, best), root / "parameters.png"),
+        "Images: experimental, initial, final, residual": save_figure(
+            image_figure(images["experimental"], images["initial"], images["final"]), root / "images.png"),
+    }
+    publish_pngs("refinement-demo-plots", pngs, intro="# Refinement demo: plots\n")
+    return {title: str(path) for title, path in pngs.items()}
+
+
+@task(name="refinement-report", cache_policy=NO_CACHE)
+def report_task(run_dir: str, summary: dict[str, Any]) -> str:
+    """Criteria table artifact plus ``report.md`` (also a Markdown artifact); returns the report path."""
+    publish_table("refinement-demo-criteria",
+                  [{**row, "passed": "PASS" if row["passed"] else "FAIL"} for row in summary["criteria"]],
+                  description="The seed's four success criteria")
+    markdown = report_markdown(summary)
+    path = Path(run_dir) / "report.md"
+    atomic_write_text(path, markdown)
+    publish_markdown("refinement-demo-report", markdown, "Refinement demo: outcome")
+    return str(path)
