@@ -19,6 +19,7 @@ pipelines:
   ici        iterative detector-shift (beam-centre) indexing loop for serial crystallography
   simulate   render one diffraction image with the differentiable (torch) simulator
   refine     recover mosaic spread and misset by gradient descent through the simulator
+  study      dose/overlap ptychography study (datasets, overlap views, pty-chi LSQML)
   demo       the main job on the built-in synthetic data (small profile)
 """
 
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="PIPELINE")
     _add_ici(sub)
     _add_diffraction(sub)
+    from flows.study_cli import add_study_arguments
+
+    add_study_arguments(sub)
 
     demo = sub.add_parser("demo", help="the main job: run the pipelines on built-in synthetic data")
     from flows import ici_cli_run

@@ -1,0 +1,134 @@
+"""The dose/overlap ptychography study, part 1: phases A (design), B (inputs), C (datasets per dose),
+D (dense/sparse overlap views) and F (pty-chi LSQML of every test split), each a subflow.
+
+Every phase reads and writes files under ``run_dir`` only and can run on its own once the phases before
+it have finished. Finished steps are reused (their records match the design and input hashes), so a rerun
+after a failure resumes where it stopped; a failing phase never touches an earlier phase's files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from ptylib.io.lock import RunRootLock
+from ptylib.io.manifest import read_manifest, write_manifest
+from ptylib.ptycho.options import Profile, StudyDesign
+from ptylib.ptycho.study import load_design
+from tasks.artifacts import ProgressArtifact
+from tasks.ptycho import (
+    DESIGN,
+    INPUTS,
+    RUN_MANIFEST,
+    VIEWS_MANIFEST,
+    design_task,
+    generate_dose_task,
+    inputs_task,
+    lsqml_manifest_task,
+    lsqml_task,
+    read_json,
+    run_manifest_task,
+    view_task,
+    views_manifest_task,
+)
+
+PHASES = "ABCDF"
+
+
+@flow(name="study-phase-a-design", flow_run_name="design-{profile}")
+def design_phase(run_dir: str, profile: Profile = "small", design: StudyDesign | None = None) -> str:
+    """Phase A: the typed, validated study constants, written to ``phase_a/design.json``."""
+    return design_task(run_dir, design or StudyDesign.for_profile(profile))
+
+
+@flow(name="study-phase-b-inputs", flow_run_name="inputs")
+def inputs_phase(run_dir: str, object_npz: str | None = None) -> str:
+    """Phase B: object and probe (synthetic, or ``object_npz``), scan, and the design's feasibility on them."""
+    read_json(run_dir, DESIGN, "A")
+    inputs_task(run_dir, str(Path(run_dir) / DESIGN), object_npz)
+    return str(Path(run_dir) / INPUTS)
+
+
+@flow(name="study-phase-c-generation", flow_run_name="generation")
+def generation_phase(run_dir: str) -> str:
+    """Phase C: per dose simulate → canonicalise → split on y → group → validate; ``run_manifest.json``."""
+    design = read_json(run_dir, DESIGN, "A")
+    base = read_json(run_dir, INPUTS, "B")["base_npz"]
+    progress = ProgressArtifact(len(design["doses"]), "phase C: doses generated")
+    futures = [generate_dose_task.submit(run_dir, str(Path(run_dir) / DESIGN), base, dose) for dose in design["doses"]]
+    records = []
+    for future in futures:
+        records.append(future.result())
+        progress.advance()
+    return run_manifest_task(run_dir, records)
+
+
+@flow(name="study-phase-d-views", flow_run_name="views")
+def views_phase(run_dir: str) -> str:
+    """Phase D: dense and sparse views of every dose (spacing filter S = (1 − f)·N); skips carry a reason."""
+    design = read_json(run_dir, DESIGN, "A")
+    doses = read_json(run_dir, RUN_MANIFEST, "C")["doses"]
+    futures = [view_task.submit(run_dir, str(Path(run_dir) / DESIGN), record["dose"],
+                                {part: record[part]["path"] for part in ("train", "test")}, view)
+               for record in doses for view in design["overlap_views"]]
+    bundles = [future.result() for future in futures]
+    for bundle in bundles:
+        if bundle["status"] != "ok":
+            get_run_logger().warning("view %s at dose %g skipped: %s", bundle["view"], bundle["dose"], bundle["reason"])
+    return views_manifest_task(run_dir, bundles)
+
+
+@flow(name="study-phase-f-lsqml", flow_run_name="lsqml")
+def lsqml_phase(run_dir: str, torch_threads: int | None = 1) -> str:
+    """Phase F: pty-chi LSQML of each dose's full test split and of every view's test split, one at a time
+    (pty-chi sets process-wide torch state, so reconstructions do not share a process concurrently)."""
+    design_json = str(Path(run_dir) / DESIGN)
+    read_json(run_dir, DESIGN, "A")
+    targets = [(r["dose"], "full", r["test"]["path"]) for r in read_json(run_dir, RUN_MANIFEST, "C")["doses"]]
+    views = read_json(run_dir, VIEWS_MANIFEST, "D")
+    targets += [(b["dose"], b["view"], b["test"]["output_path"]) for b in views["views"] if b["status"] == "ok"]
+    skipped = [s | {"reason": f"view skipped in phase D: {s['reason']}"} for s in views["skipped"]]
+    records = [lsqml_task(run_dir, design_json, path, dose, target, torch_threads) for dose, target, path in targets]
+    return lsqml_manifest_task(run_dir, records, skipped)
+
+
+@flow(name="dose-overlap-study", flow_run_name="study-{profile}-{phases}")
+def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDesign | None = None,
+                       object_npz: str | None = None, phases: str = PHASES,
+                       torch_threads: int | None = 1) -> dict[str, Any]:
+    """Run the requested phases (letters of ``ABCDF``, in order) of the study in ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : folder of the study; phase outputs go to ``phase_a`` … ``phase_f``, plus ``manifest.json``.
+    profile, design : the named profile's design, or an explicit one (it wins).
+    object_npz : a real reconstruction (``objectGuess``, ``probeGuess``) instead of the synthetic pair.
+    phases : which phases to run; earlier finished phases are reused, so ``"ABCDF"`` resumes a study.
+    torch_threads : torch threads for LSQML (None: torch's default). One by default: pty-chi's many small
+        CPU kernels gain little from more, and on a shared machine OpenMP oversubscription slows them tenfold.
+    """
+    unknown = set(phases) - set(PHASES)
+    if unknown or not phases:
+        raise ValueError(f"phases must be letters of {PHASES}, got {phases!r}")
+    root = Path(run_dir).resolve()
+    outputs: dict[str, Any] = {}
+    steps = {"A": lambda: design_phase(str(root), profile, design), "B": lambda: inputs_phase(str(root), object_npz),
+             "C": lambda: generation_phase(str(root)), "D": lambda: views_phase(str(root)),
+             "F": lambda: lsqml_phase(str(root), torch_threads)}
+    with RunRootLock(root, owner="dose-overlap-study flow"):
+        try:
+            outputs = dict(read_manifest(root)["outputs"])  # phases run earlier stay listed
+        except ValueError:
+            outputs = {}
+        for letter in PHASES:
+            if letter in phases:
+                outputs[letter] = steps[letter]()
+        stored = load_design(root / DESIGN)
+        write_manifest(root, pipeline="dose_overlap_study", inputs=[object_npz] if object_npz else [],
+                       parameters={"profile": profile, "design": stored, "object_npz": object_npz, "phases": phases},
+                       outputs=outputs, extra={"seeds": {"simulation": stored.seed_simulation,
+                                                         "grouping": stored.seed_grouping,
+                                                         "subsampling": stored.seed_subsampling}})
+    return {"run_dir": str(root), "outputs": outputs}

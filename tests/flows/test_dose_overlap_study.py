@@ -1,0 +1,125 @@
+"""The dose/overlap study flow on the smoke profile: files, numbers, artifacts, recorded skips, resume."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from ptylib.io.manifest import read_manifest, sha256_file
+from ptylib.ptycho import study
+from ptylib.ptycho.contract import load_dataset
+from ptylib.ptycho.options import StudyDesign
+
+pytestmark = [pytest.mark.prefect_test, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _artifact_keys() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async def read() -> set[str]:
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts() if a.key}
+
+    return asyncio.run(read())
+
+
+def test_smoke_study_end_to_end(tmp_path: Path) -> None:
+    from flows.dose_overlap_study import dose_overlap_study
+
+    root = tmp_path / "study"
+    result = dose_overlap_study(run_dir=str(root), profile="smoke")
+    assert set(result["outputs"]) == set("ABCDF")
+    design = StudyDesign.for_profile("smoke")
+    assert study.load_design(root / "phase_a" / "design.json") == design
+
+    validation = _json(root / "phase_b" / "validation.json")
+    assert (validation["n_patterns"], validation["n_train"], validation["n_test"]) == (576, 192, 192)
+
+    datasets = _json(root / "phase_c" / "run_manifest.json")["doses"]
+    assert [d["dose"] for d in datasets] == [1e3, 1e5]
+    for record in datasets:
+        assert record["mean_counts_per_pattern"] == pytest.approx(record["dose"], rel=0.05)
+        assert record["split_gap_px"] >= 0
+        for part in ("train", "test"):
+            assert sha256_file(record[part]["path"]) == record[part]["sha256"]
+            assert record[part]["n_patterns"] == 192 and record[part]["n_groups"] == 192
+
+    views = _json(root / "phase_d" / "views_manifest.json")
+    status = {(v["dose"], v["view"]): v for v in views["views"]}
+    assert len(status) == 4
+    for dose in (1e3, 1e5):
+        dense, sparse = status[(dose, "dense")], status[(dose, "sparse")]
+        assert dense["status"] == "ok" and dense["test"]["kept_min_nn_px"] >= 9.6
+        assert len(load_dataset(dense["test"]["output_path"])["group_indices"]) == dense["test"]["n_kept"] >= 6
+        assert sparse["status"] == "skipped" and "fewer than min_groups = 6" in sparse["reason"]
+        assert Path(sparse["spacing_plot"]).is_file()
+        bundle = _json(root / "phase_d" / study.dose_label(dose) / "dense" / "metrics_bundle.json")
+        assert Path(bundle["train"]["spacing_stats_path"]).is_file() and Path(bundle["test"]["output_path"]).is_file()
+    assert len(views["skipped"]) == 2
+
+    lsqml = _json(root / "phase_f" / "lsqml_manifest.json")
+    quality = {(r["dose"], r["target"]): r for r in lsqml["reconstructions"]}
+    assert set(quality) == {(1e3, "full"), (1e5, "full"), (1e3, "dense"), (1e5, "dense")}
+    assert [s["view"] for s in lsqml["skipped"]] == ["sparse", "sparse"]
+    assert quality[(1e5, "full")]["phase_pearson"] >= 0.9
+    for target in ("full", "dense"):
+        assert quality[(1e5, target)]["phase_ms_ssim"] > quality[(1e3, target)]["phase_ms_ssim"]
+    for record in quality.values():
+        assert record["epochs"] == design.lsqml_epochs and record["final_loss"] > 0
+        assert all(Path(p).stat().st_size > 0 for p in record["files"])
+
+    manifest = read_manifest(root)
+    assert manifest["pipeline"] == "dose_overlap_study" and manifest["seeds"]["grouping"] == 123
+    assert set(manifest["outputs"]) == set("ABCDF")
+    assert {"study-design", "study-validation", "study-datasets", "study-views", "study-spacing", "study-lsqml",
+            "study-lsqml-figures"} <= _artifact_keys()
+
+
+def test_failed_phase_keeps_earlier_outputs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.dose_overlap_study import dose_overlap_study, views_phase
+    from flows.study_cli import add_study_arguments
+
+    root = tmp_path / "study"
+    parser = argparse.ArgumentParser()
+    add_study_arguments(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["study", "generate", "--profile", "smoke", "--run-dir", str(root)])
+    assert args.phases == "ABC" and args.handler(args) == 0
+    phase_c = sorted((root / "phase_c").rglob("*.npz"))
+    before = {p: (sha256_file(p), p.stat().st_mtime_ns) for p in phase_c}
+
+    def broken(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("disk full while writing a view")
+
+    monkeypatch.setattr(study, "make_view", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        dose_overlap_study(run_dir=str(root), profile="smoke", phases="ABCD")
+    assert {p: (sha256_file(p), p.stat().st_mtime_ns) for p in phase_c} == before
+    assert not (root / "phase_d" / "views_manifest.json").exists()
+
+    monkeypatch.undo()
+    views_phase(run_dir=str(root))  # a phase on its own, once its inputs exist
+    datasets = _json(root / "phase_c" / "run_manifest.json")["doses"]
+    assert {p: (sha256_file(p), p.stat().st_mtime_ns) for p in phase_c} == before
+    assert (root / "phase_d" / "views_manifest.json").is_file()
+    again = dose_overlap_study(run_dir=str(root), profile="smoke", phases="ABCD")
+    assert all(d["reused"] for d in _json(Path(again["outputs"]["C"]))["doses"]) and len(datasets) == 2
+
+
+def test_phases_refuse_missing_inputs_and_a_changed_design(tmp_path: Path) -> None:
+    from flows.dose_overlap_study import design_phase, dose_overlap_study, lsqml_phase
+
+    with pytest.raises(ValueError, match="run phase A of the study"):
+        lsqml_phase(run_dir=str(tmp_path / "empty"))
+    design_phase(run_dir=str(tmp_path / "s"), profile="smoke")
+    with pytest.raises(ValueError, match="holds a different design .*patch_size_px"):
+        design_phase(run_dir=str(tmp_path / "s"), profile="small")
+    with pytest.raises(ValueError, match="phases must be letters of ABCDF"):
+        dose_overlap_study(run_dir=str(tmp_path / "s"), profile="smoke", phases="AE")
