@@ -7,10 +7,8 @@ hillmap with a Python loop over candidates, timed in the same run on a few event
 
 from __future__ import annotations
 
-import datetime
 import math
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -26,6 +24,10 @@ from typing import Any
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script: make the bench package importable
+
+from bench.results import machine_line, measurement_report, store_section  # noqa: E402
 from ptylib.ici.hillmap import Step1Batch, trial_amplitudes
 from ptylib.ici.ledger import format_ledger, read_ledger
 from ptylib.ici.model import LEDGER_NAME, EventHistory, EventKey, LedgerRow, Proposal
@@ -36,8 +38,6 @@ from ptylib.ici.rng import event_stream, uniforms
 from ptylib.ici.state import format_state, state_from_ledger
 from ptylib.ici.step2 import DXDY_NAME, event_dir
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "RESULTS.md"
 HEADING = "## ICI proposer"
 OPTIONS = ProposerOptions(policy="hillmap")  # the Step-1 hillmap is what the naive reference loop reproduces
 
@@ -161,17 +161,9 @@ def format_both(histories: dict[EventKey, EventHistory]) -> str:
     return format_state(state_from_ledger(histories, None)) + format_ledger(histories)
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown")
-    return (f"{len(os.sched_getaffinity(0))} cores (`nproc`), CPU: {cpu}, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, {datetime.date.today().isoformat()}, "
-            f"load average at start {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
-
-
 def main() -> None:
     rows: list[tuple[str, str, str]] = []
-    header = machine()
+    header = machine_line()
     work = Path(tempfile.mkdtemp(prefix="ici-bench-"))
     try:
         # Reference vs vectorised Step-1 on the same events (per-event time).
@@ -235,21 +227,9 @@ def main() -> None:
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("peak RSS of the whole benchmark process", f"{peak_rss:.0f} MB", "`getrusage`"))
 
-    lines = [HEADING, "", header, "", "| measurement | result | note |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    report = "\n".join(lines) + "\n"
+    report = measurement_report(HEADING, header, rows)
     print(report)
-    _store(report)
-
-
-def _store(report: str) -> None:
-    """Put ``report`` into RESULTS.md, replacing an older ``## ICI proposer`` section."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(HEADING + "\n")
-    if start >= 0:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + text[end + 1 :] if end >= 0 else text[:start]
-    RESULTS.write_text(text.rstrip("\n") + "\n\n" + report)
+    store_section(HEADING, report)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.results import machine_line, store_section
+from bench.results import machine_line, measurement_report, store_section
 from ptylib.ptycho.compat import import_ptychi_api
 from ptylib.ptycho.dataset import simulate_dataset
 from ptylib.ptycho.grouping import knn_groups
@@ -129,9 +129,7 @@ def main() -> None:
                      (f"best of {REPEATS} (load only slows), build included, 1 torch thread; objects differ by at most "
                      f"{t['difference']:.1e}")))
     rows += time_spacing_filter()
-    lines = [HEADING, "", header, "", "| measurement | result | note |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    report = "\n".join(lines) + "\n"
+    report = measurement_report(HEADING, header, rows)
     print(report)
     store_section(HEADING, report)
 

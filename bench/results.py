@@ -37,3 +37,10 @@ def store_section(heading: str, report: str) -> None:
         end = text.find("\n## ", start + len(heading))
         text = text[:start] + text[end + 1 :] if end >= 0 else text[:start]
     atomic_write_text(RESULTS, text.rstrip("\n") + "\n\n" + report)
+
+
+def measurement_report(heading: str, header: str, rows: list[tuple[str, str, str]]) -> str:
+    """A RESULTS.md section: heading, machine line, then a measurement | result | note table."""
+    lines = [heading, "", header, "", "| measurement | result | note |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.results import machine_line, store_section
+from bench.results import machine_line, measurement_report, store_section
 
 HEADING = "## Diffraction simulator"
 SCENES = {
@@ -136,9 +136,7 @@ def main() -> None:
                          "> 1 means ours is faster" + (" (target at 1024x1024: >= 1)" if "1024" in scene else "")))
         else:
             rows.append((f"{scene}: C nanoBragg", "not run", "set NANOBRAGG=/path/to/nanoBragg"))
-    lines = [HEADING, "", header, "", "| measurement | result | note |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    report = "\n".join(lines) + "\n"
+    report = measurement_report(HEADING, header, rows)
     print(report)
     store_section(HEADING, report)
 
