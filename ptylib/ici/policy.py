@@ -37,7 +37,7 @@ from ptylib.ici.model import EventHistory, EventKey, Proposal
 from ptylib.ici.model_policy import propose_model
 from ptylib.ici.options import ProposerOptions
 from ptylib.ici.rng import EventStream, event_stream
-from ptylib.ici.step2 import DxdyLookup, ledger_event_dirs, make_dxdy_lookup
+from ptylib.ici.step2 import DxdyLookup, run_root_dxdy_lookup
 
 REASON_EXPLORE = "step1_hillmap_explore"
 REASON_WEIGHTED = "step1_hillmap_wrmsd_sample"
@@ -173,5 +173,5 @@ def propose_events(histories: Mapping[EventKey, EventHistory], options: Proposer
     (the ledger's first-seen section order).
     """
     indices = event_indices if event_indices is not None else {key: i for i, key in enumerate(histories)}
-    lookup = make_dxdy_lookup(ledger_event_dirs(Path(run_root), indices), options.dxdy_unit_to_mm)
+    lookup = run_root_dxdy_lookup(Path(run_root), indices, options.dxdy_unit_to_mm)
     return propose_many(histories.values(), options, lookup)

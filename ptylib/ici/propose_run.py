@@ -24,7 +24,7 @@ from ptylib.ici.state import (
     ProposalRecord,
     RunState,
     format_state,
-    parse_state,
+    parse_state_histories,
     state_from_ledger,
 )
 
@@ -62,7 +62,7 @@ def propose_run_root(run_root: Path, options: ProposerOptions) -> ProposeOutcome
     old_state = state_path.read_bytes() if state_path.exists() else None
     with gc_paused():
         histories = parse_ledger(old_ledger, str(ledger_path))
-        previous = parse_state(old_state, str(state_path)) if old_state is not None else RunState()
+        previous = parse_state_histories(old_state, str(state_path)) if old_state is not None else RunState()
         event_indices = {key: index for index, key in enumerate(histories)}
         open_events = {key: h for key, h in histories.items() if h.rows and not h.is_done}
         proposals = propose_events(open_events, options, run_root, event_indices=event_indices)

@@ -126,11 +126,13 @@ def write_state(path: Path, state: RunState) -> None:
     atomic_write_text(path, format_state(state))
 
 
+_HISTORY_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _event_json(event: EventState) -> str:
     """One event as compact JSON."""
     trials = ",".join(map(_trial_json, event.trials))
-    history = json.dumps([_proposal_to_json(record) for record in event.proposal_history], separators=(",", ":"),
-                         allow_nan=False)
+    history = _HISTORY_ENCODER.encode([_proposal_to_json(record) for record in event.proposal_history])
     return f'{{"trials":[{trials}],"proposal_history":{history},"ever_indexed":{_json_bool(event.ever_indexed)}}}'
 
 
@@ -183,6 +185,20 @@ def read_state(path: Path) -> RunState:
 
 def parse_state(data: bytes, name: str) -> RunState:
     """Parse sidecar bytes; ``name`` (the file) is used in error messages."""
+    return _parse_state(data, name, keep_trials=True)
+
+
+def parse_state_histories(data: bytes, name: str) -> RunState:
+    """:func:`parse_state` that validates the trials the same way but keeps every event's ``trials`` empty.
+
+    For callers that rebuild the trials from the ledger (:func:`state_from_ledger` only keeps the
+    proposal histories and ``last_global_run`` of the previous state).
+    """
+    return _parse_state(data, name, keep_trials=False)
+
+
+def _parse_state(data: bytes, name: str, keep_trials: bool) -> RunState:
+    """Parse sidecar bytes; without ``keep_trials`` the trials are checked but not stored."""
     with gc_paused():
         try:
             document = json.loads(data.decode("utf-8-sig"))
@@ -191,10 +207,10 @@ def parse_state(data: bytes, name: str) -> RunState:
         except json.JSONDecodeError as exc:
             raise IciInputError(name, f"corrupt JSON: {exc.msg} (column {exc.colno})", line=exc.lineno,
                                 field_name="json") from None
-        return _state_from_json(document, name)
+        return _state_from_json(document, name, keep_trials)
 
 
-def _state_from_json(document: Any, name: str) -> RunState:
+def _state_from_json(document: Any, name: str, keep_trials: bool = True) -> RunState:
     """Validate and convert a decoded sidecar."""
     if type(document) is not dict:
         _fail(name, "<top level>", "an object", document)
@@ -211,11 +227,11 @@ def _state_from_json(document: Any, name: str) -> RunState:
             key = EventKey.from_label(label)
         except ValueError:
             raise IciInputError(name, f"event key '{label}' is not '<h5 path>//<event>'", field_name=where) from None
-        events[key] = _event_from_json(event_json, name, where)
+        events[key] = _event_from_json(event_json, name, where, keep_trials)
     return RunState(events, last)
 
 
-def _event_from_json(obj: Any, name: str, where: str) -> EventState:
+def _event_from_json(obj: Any, name: str, where: str, keep_trials: bool = True) -> EventState:
     """One event's state (``where`` names it in errors)."""
     if type(obj) is not dict:
         _fail(name, where, "an object", obj)
@@ -227,7 +243,11 @@ def _event_from_json(obj: Any, name: str, where: str) -> EventState:
         _fail(name, f"{where}.proposal_history", "a list", history_json)
     if type(ever) is not bool:
         _fail(name, f"{where}.ever_indexed", "true or false", ever)
-    trials = [_trial_from_json(item, name, where, index) for index, item in enumerate(trials_json)]
+    if keep_trials:
+        trials = [_trial_from_json(item, name, where, index) for index, item in enumerate(trials_json)]
+    else:
+        _check_trials(trials_json, name, where)
+        trials = []
     history = [_proposal_from_json(item, name, where, index) for index, item in enumerate(history_json)]
     return EventState(trials, history, ever)
 
@@ -251,6 +271,20 @@ def _trial_from_json(obj: Any, name: str, where: str, index: int) -> TrialRecord
     if type(success) is not bool:
         _fail(name, f"{where}.trials[{index}].success", "true or false", success)
     return TrialRecord(run_n, float(x), float(y), None if wrmsd is None else float(wrmsd), success)
+
+
+def _check_trials(trials_json: list[Any], name: str, where: str) -> None:
+    """Check the trials as :func:`_trial_from_json` does without building them (same error for the first bad one)."""
+    number = (float, int)
+    for index, obj in enumerate(trials_json):
+        if type(obj) is dict:
+            run_n, x, y = obj.get("run_n"), obj.get("det_shift_x_mm"), obj.get("det_shift_y_mm")
+            wrmsd = obj.get("wrmsd")
+            if (type(run_n) is int and run_n >= 0 and type(x) in number and type(y) in number
+                    and math.isfinite(x) and math.isfinite(y) and type(obj.get("success")) is bool
+                    and (wrmsd is None or wrmsd == _INF or (type(wrmsd) in number and wrmsd >= 0))):
+                continue
+        _trial_from_json(obj, name, where, index)  # raises the error of this trial
 
 
 def _proposal_from_json(obj: Any, name: str, where: str, index: int) -> ProposalRecord:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -87,5 +88,44 @@ def make_dxdy_lookup(event_dirs: EventDirs, unit_to_mm: float) -> DxdyLookup:
         except KeyError:
             return None, None, DXDY_NO_EVENT_DIR
         return read_dxdy(Path(directory) / DXDY_NAME, unit_to_mm)
+
+    return lookup
+
+
+def run_root_dxdy_lookup(run_root: Path, event_indices: Mapping[EventKey, int], unit_to_mm: float) -> DxdyLookup:
+    """:func:`make_dxdy_lookup` over :func:`ledger_event_dirs`, listing each ``run_###`` folder once.
+
+    Gives the same results; an event folder absent from its run folder's listing (or a run folder
+    that does not exist) is a missing file without touching the filesystem again.
+    """
+    root = os.fspath(run_root)
+    listings: dict[int, frozenset[str] | None] = {}
+
+    def listing(run_n: int) -> frozenset[str] | None:
+        """Names in ``run_###`` (empty when it does not exist); None when it cannot be listed."""
+        try:
+            return listings[run_n]
+        except KeyError:
+            pass
+        try:
+            with os.scandir(os.path.join(root, f"run_{run_n:03d}")) as entries:
+                names: frozenset[str] | None = frozenset(entry.name for entry in entries)
+        except FileNotFoundError:
+            names = frozenset()
+        except OSError:
+            names = None
+        listings[run_n] = names
+        return names
+
+    def lookup(key: EventKey, run_n: int) -> DxdyResult:
+        try:
+            index = event_indices[key]
+        except KeyError:
+            return None, None, DXDY_NO_EVENT_DIR
+        name = f"event_{index:06d}"
+        names = listing(run_n)
+        if names is not None and name not in names:
+            return None, None, DXDY_MISSING_FILE
+        return read_dxdy(Path(root, f"run_{run_n:03d}", name, DXDY_NAME), unit_to_mm)
 
     return lookup
