@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
-from ptylib.ici.backends import BackendName, CommandOptions, CrystfelOptions, make_backend
+from ptylib.ici.backends import BackendName, CommandOptions, CrystfelOptions, DialsOptions, make_backend
 from ptylib.ici.events import resolve_events
 from ptylib.ici.model import LEDGER_NAME
 from ptylib.ici.options import ProposerOptions
@@ -38,6 +38,7 @@ def ici_loop(
     backend: BackendName = BackendName.CRYSTFEL,
     crystfel: CrystfelOptions | None = None,
     command: CommandOptions | None = None,
+    dials: DialsOptions | None = None,
     proposer: ProposerOptions | None = None,
     max_iterations: int = 10,
     initial_shift_mm: tuple[float, float] = (0.0, 0.0),
@@ -52,7 +53,7 @@ def ici_loop(
     run_root : folder of the run: ``run_###/event_######/``, ``image_run_log.csv``, ``image_run_state.json``.
     inputs, events, event_list : CrystFEL-style HDF5 files with an event selection (``all``, ``0-9,12``),
         and/or a list file of ``file.h5 //N`` lines.
-    backend, crystfel, command : the indexer and its options.
+    backend, crystfel, command, dials : the indexer and its options.
     proposer : the proposer's knobs (the seed's defaults).
     max_iterations : total number of runs of the run root (a resumed loop continues up to it).
     workers : event batches indexed at the same time; batch_size : events per task run (0 = automatic).
@@ -64,7 +65,8 @@ def ici_loop(
     logger = get_run_logger()
     root = Path(run_root).resolve()
     options = proposer or ProposerOptions()
-    backend_options = command if backend == BackendName.COMMAND else crystfel
+    backend_options = {BackendName.CRYSTFEL: crystfel, BackendName.COMMAND: command,
+                       BackendName.DIALS: dials}[BackendName(backend)]
     indexer = make_backend(backend, backend_options)
     with RunRootLock(root, owner="ici-loop flow"):
         keys = resolve_events(inputs or [], events, event_list)

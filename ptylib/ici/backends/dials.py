@@ -2,13 +2,16 @@
 
 DIALS runs on its own Python (Debian: the system ``/usr/bin/python3``), not in the project's
 virtualenv, so each event script calls that interpreter on :mod:`ptylib.ici.backends.dials_worker`,
-which runs ``dials.import`` → ``dials.find_spots`` → ``dials.index`` in one process and writes every
-file into the event directory (see that module for the files and their meaning). Two modes, as
-CrystFEL's refine / ``--no-refine``:
+which runs ``dials.import`` → ``dials.find_spots`` → ``dials.index`` on the still (by default in a
+per-user DIALS server process that imports DIALS once) and writes every file into the event
+directory (see that module for the files and their meaning). Two modes, as CrystFEL's refine /
+``--no-refine``:
 
 ``refine``
-    detector and beam refined with the crystal; the refined minus supplied beam centre becomes the
-    event's ``per_frame_dx_dy.csv`` (metres) for ICI Step-2.
+    the detector's position in its plane is refined with the crystal (distance, tilts and beam stay
+    fixed: an ICI shift is exactly such a move, see ``dials_worker.MODE_ARGS``); the shift from the
+    supplied to the refined beam centre becomes the event's ``per_frame_dx_dy.csv`` (applied − refined
+    shift, metres) for ICI Step-2.
 ``fixed``
     detector and beam fixed; only the crystal is refined, so the RMSD grows with the distance of the
     supplied centre from the true one and Step-1's hillmap does the search.
@@ -20,9 +23,12 @@ wRMSD is the project's (:func:`ptylib.ici.stream.wrmsd` on the stream part: stro
 positions of the indexed reflections, intensity-weighted), so it compares with the CrystFEL path;
 DIALS' own RMSDs are kept beside it in ``dials_summary.json``, the stream part and the result reason.
 
+A detector shift has CrystFEL's meaning (a translation of the detector in the lab frame), so both
+backends find the same best shift on the same data; see :mod:`~ptylib.ici.backends.dials_worker`.
 Each event's still is found with ``image_template`` (placeholders ``{h5_dir}``, ``{h5_stem}``,
-``{event}`` and ``{frame}`` = event + 1, DIALS' 1-based image number), e.g. the miniCBF files the
-project's still renderer writes beside its HDF5 file.
+``{event}`` and ``{frame}`` = event + 1, DIALS' 1-based image number), e.g.
+``{h5_dir}/cbf/still_{frame:05d}.cbf`` for the miniCBF files that
+:func:`ptylib.diffraction.still_renderer.render_stills` writes beside ``still_crystfel.h5``.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ WORKER = Path(dials_worker.__file__).resolve()
 
 
 class DialsMode(enum.StrEnum):
-    """What DIALS refines besides the crystal: ``refine`` the detector and beam too, ``fixed`` neither."""
+    """What DIALS refines besides the crystal: ``refine`` the detector's in-plane position, ``fixed`` nothing."""
 
     REFINE = "refine"
     FIXED = "fixed"
@@ -81,22 +87,27 @@ class DialsOptions(ScoringOptions):
 
     ``unit_cell`` (``a,b,c,alpha,beta,gamma`` in Å and degrees, or six numbers) and ``space_group``
     (e.g. ``P43212``) are the known symmetry given to ``dials.index``; ``mode`` is ``refine`` or
-    ``fixed`` (module docstring); ``image_template`` locates each event's still; the gate is
+    ``fixed`` (module docstring); ``image_template`` locates each event's still (module docstring); the gate is
     ``min_indexed_fraction`` (of the strong spots) and ``max_rmsd_px`` (DIALS' positional RMSD,
     sqrt(RMSD_x² + RMSD_y²), px); ``find_spots_args`` / ``index_args`` are extra PHIL arguments (a
     string is split like a shell line); ``python`` is DIALS' interpreter (default: the one named in
-    the ``#!`` line of ``dials.import`` on PATH).
+    the ``#!`` line of ``dials.import`` on PATH); ``persistent`` hands each still to a per-user DIALS
+    server process that imports DIALS once (started by the first event, gone after 2 idle minutes;
+    ``False`` imports DIALS in every event's own process).
     """
 
     unit_cell: str
     space_group: str
+    image_template: str
     mode: DialsMode = DialsMode.REFINE
-    image_template: str = "{h5_dir}/{h5_stem}_{frame:05d}.cbf"
     min_indexed_fraction: float = 0.8
     max_rmsd_px: float = 0.5
     find_spots_args: tuple[str, ...] = ()
-    index_args: tuple[str, ...] = ()
+    # dials.index refines every candidate lattice of a still (about 20 on the rendered stills); the
+    # best 5 gave the same solutions at half the CPU time.
+    index_args: tuple[str, ...] = ("indexing.basis_vector_combinations.max_refine=5",)
     python: str | None = None
+    persistent: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,7 +117,8 @@ class DialsOptions(ScoringOptions):
         except ValueError:
             values = []
         if len(values) != 6 or not all(math.isfinite(v) and v > 0 for v in values):
-            raise ValueError(f"unit_cell must be six positive numbers a,b,c,alpha,beta,gamma (Å, deg), got {self.unit_cell!r}")
+            raise ValueError("unit_cell must be six positive numbers a,b,c,alpha,beta,gamma (Å, deg), "
+                             f"got {self.unit_cell!r}")
         object.__setattr__(self, "unit_cell", ",".join(f"{v:g}" for v in values))
         if not str(self.space_group).strip() or any(c.isspace() or c in "'\"" for c in str(self.space_group).strip()):
             raise ValueError(f"space_group must be a symbol without spaces such as P43212, got {self.space_group!r}")
@@ -186,11 +198,10 @@ class DialsBackend(IndexerBackend):
     def prepare_run(self, run_dir: Path, jobs: Sequence[EventJob]) -> None:
         """Nothing run-level: each event script reads its still directly."""
 
-    def command(self, job: EventJob, event_dir: Path) -> list[str]:
-        """The worker's argument list for one event (it runs in ``event_dir``)."""
+    def worker_args(self, job: EventJob) -> list[str]:
+        """The worker's arguments for one event (:func:`~ptylib.ici.backends.dials_worker.parser`)."""
         o = self.options
-        args = [*self.interpreter, "-I", str(WORKER),
-                "--image", str(event_image(o.image_template, job)),
+        args = ["--image", str(event_image(o.image_template, job)),
                 # '=' form: a negative shift must not read as an option.
                 f"--det-shift-mm={float(job.det_shift_x_mm)!r},{float(job.det_shift_y_mm)!r}",
                 "--unit-cell", o.unit_cell, "--space-group", o.space_group, "--mode", o.mode.value,
@@ -199,13 +210,21 @@ class DialsBackend(IndexerBackend):
                 "--stream", stream_part_name(job.event_index),
                 "--filename", job.key.h5_path, "--event", f"//{job.key.event}"]
         args += [f"--find-spots-arg={a}" for a in o.find_spots_args]
-        args += [f"--index-arg={a}" for a in o.index_args]
-        return args
+        return args + [f"--index-arg={a}" for a in o.index_args]
+
+    def command(self, job: EventJob) -> list[str]:
+        """The command line of one event's worker (it runs in the event directory)."""
+        in_process = [] if self.options.persistent else ["--in-process"]
+        return [*self.interpreter, "-I", str(WORKER), *in_process, *self.worker_args(job)]
 
     def write_event_script(self, job: EventJob, event_dir: Path) -> Path:
         """Write ``sh_######.sh`` running the DIALS worker in ``event_dir``."""
-        worker = " ".join(shlex.quote(a) for a in self.command(job, event_dir))
+        worker = " ".join(shlex.quote(a) for a in self.command(job))
+        # A rerun (resume after a kill) must not score the files of an earlier attempt.
+        outputs = [stream_part_name(job.event_index), dials_worker.SUMMARY_NAME, dials_worker.DXDY_NAME,
+                   *dials_worker.DIALS_OUTPUTS]
         command = "\n".join([
+            "rm -f " + " ".join(outputs),
             worker,
             "rc=$?",
             # Exit codes 0 and 3 come with the worker's own reason; anything else is a crash.

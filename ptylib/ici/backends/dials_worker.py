@@ -1,20 +1,30 @@
-"""The DIALS side of the ``dials`` ICI backend: index one still in one DIALS Python process.
+"""The DIALS side of the ``dials`` ICI backend: index one still with DIALS' Python.
 
 Run by an event's job script under the interpreter DIALS is installed for (Debian: ``/usr/bin/python3``),
 with ``-I`` so that neither the project's virtualenv nor this file's folder (which holds ``dials.py``,
 the backend) shadows the ``dials`` package. Top-level imports are the standard library only, so the
 backend can import this module's constants in the project's virtualenv.
 
-The supplied beam centre is the image's own (header) centre moved by the ICI detector shift, with
-CrystFEL's meaning of a shift: moving the detector by +(x, y) mm along its fast and slow axes moves
-the beam's position on it by −(x, y), so ``supplied = header − shift / pixel size`` (px, see
-:func:`supplied_centre_px`). In the working directory (the event directory) it runs ``dials.import``
-(with ``fast_slow_beam_centre`` = the supplied centre, px) → ``dials.find_spots`` → ``dials.index``
-(known cell and space group, ``indexing.method=fft1d``; in ``fixed`` mode with detector and beam
-fixed in refinement) by calling each program's ``run(args)`` in this process, which saves two
-interpreter start-ups per still. Then it gates success on DIALS' *outputs*, not exit codes: the
-indexed fraction of the strong spots and the positional RMSD of the reflections used in refinement.
-It writes:
+Importing DIALS costs about 3 s of CPU per process, more than indexing a still, so by default the
+script only *delegates* (:func:`delegate`): it passes its working directory, arguments and
+stdout/stderr to a per-user DIALS server (:func:`serve`; started by the first event that finds
+none, gone after :data:`SERVER_IDLE_S` without work), which has DIALS imported and forks one child
+per still. The child does exactly what ``--in-process`` (or an unreachable server) does in the
+script's own process: :func:`process_still`.
+
+The ICI detector shift ``(x, y)`` mm has CrystFEL's meaning (``detector_shift_x/y``): the detector is
+translated by ``(x, y, 0)`` in the McStas lab frame (beam along +z, y up), i.e. ``(−x, y, 0)`` in
+DIALS' imgCIF frame, which moves the beam's position on the detector the other way. The supplied
+beam centre is the image's own (header) centre moved accordingly (:func:`shift_to_centre_px`); for a
+miniCBF (fast +x, slow −y in imgCIF) that is ``header + (x, y) / pixel size``, so the shift that
+indexes best equals the offset (fast, slow) of the true beam centre from the header's.
+
+In the working directory (the event directory) :func:`process_still` runs ``dials.import`` (with
+``fast_slow_beam_centre`` = the supplied centre, px) → ``dials.find_spots`` → ``dials.index`` (known
+cell and space group, ``indexing.method=fft1d``; refinement as :data:`MODE_ARGS` says) by calling
+each program's ``run(args)`` in one process, with DIALS' logging reset between them. Then it gates
+success on DIALS' *outputs*, not exit codes: the indexed fraction of the strong spots and the
+positional RMSD of the reflections used in refinement. It writes:
 
 - ``dials.import.log``, ``dials.find_spots.log``, ``dials.index.log``, ``imported.expt``,
   ``strong.refl``, ``indexed.expt``, ``indexed.refl`` (DIALS' own files);
@@ -22,49 +32,94 @@ It writes:
   (``xyzobs.px.value``, ``intensity.sum.value``); the crystal block lists the indexed reflections at
   their predicted positions (``xyzcal.px``), so the project's wRMSD is computed exactly as for CrystFEL.
   ``indexed_by = none`` and no crystal when the gate fails. In ``refine`` mode the crystal block
-  carries ``predict_refine/det_shift x = … y = … mm`` = (supplied − refined centre) × pixel size,
-  CrystFEL's meaning (the detector move that puts the supplied geometry onto the refined one);
-- ``per_frame_dx_dy.csv`` (``refine`` mode, indexed): ``dx,dy`` = (refined − supplied centre) × pixel
-  size in metres, so ICI Step-2's ``next = applied − λ·1e3·(dx, dy)`` moves toward the refined centre;
+  carries ``predict_refine/det_shift x = … y = … mm``: the further detector shift that moves the
+  supplied beam centre onto the refined one (CrystFEL's meaning of that line);
+- ``per_frame_dx_dy.csv`` (``refine`` mode, indexed): ``dx,dy`` = minus that shift, in metres (applied
+  minus refined shift), so ICI Step-2's ``next = applied − λ·1e3·(dx, dy)`` moves toward the refined centre;
 - ``dials_summary.json``: the decision and its figures (see :func:`summarize`).
 
 Exit code 0 when a decision was reached (indexed or not), 3 when the still could not be imported
-or a DIALS program failed unexpectedly; the reason is always printed to stderr.
+or a DIALS program failed unexpectedly, 70 when the server's child died without answering (a crash
+inside DIALS); the reason is always printed to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
 import os
+import select
+import socket
+import struct
+import subprocess
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 SUMMARY_NAME = "dials_summary.json"
 DXDY_NAME = "per_frame_dx_dy.csv"
+#: What the DIALS programs write and :func:`summarize` reads; the job script removes them first.
+DIALS_OUTPUTS = ("imported.expt", "strong.refl", "indexed.expt", "indexed.refl")
 EXIT_DECIDED = 0
 EXIT_ERROR = 3
+EXIT_CRASHED = 70
+#: The DIALS server exits after this long (s) with no still in progress.
+SERVER_IDLE_S = 120.0
+#: How long (s) a client waits for a server it started to listen (binding takes milliseconds).
+SERVER_START_S = 2.0
 STREAM_HEADER = "CrystFEL stream format 2.3\nGenerated by ptyflows (DIALS backend, one still per part)\n"
 _DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings")
+#: Refinement in each mode. ``refine`` moves only the detector within its plane (DIALS' Shift1/Shift2),
+#: exactly an ICI shift: on a still, beam direction and detector position are nearly degenerate, and
+#: with every detector and beam parameter free some stills failed DIALS' cell-volume sanity check.
+MODE_ARGS = {
+    "refine": ["refinement.parameterisation.detector.fix_list=Dist,Tau1,Tau2,Tau3",
+               "refinement.parameterisation.beam.fix=all"],
+    "fixed": ["refinement.parameterisation.detector.fix=all", "refinement.parameterisation.beam.fix=all"],
+}
 
 
-def supplied_centre_px(header_px: tuple[float, float], shift_mm: tuple[float, float],
-                       pixel_mm: tuple[float, float]) -> tuple[float, float]:
-    """Beam centre (fast, slow; px) seen by a detector moved by ``shift_mm`` (x along fast, y along slow; mm)."""
-    return header_px[0] - shift_mm[0] / pixel_mm[0], header_px[1] - shift_mm[1] / pixel_mm[1]
+def shift_to_centre_px(fast_axis: Sequence[float], slow_axis: Sequence[float],
+                       pixel_mm: Sequence[float]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """2×2 matrix M (rows fast, slow; px per mm) with Δcentre_px = M · (x, y) for a detector shift (x, y) mm.
+
+    ``fast_axis``/``slow_axis`` are the panel's unit vectors in DIALS' imgCIF lab frame. The shift
+    moves the detector by d = (−x, y, 0) (imgCIF), so the beam lands −d·axis / pixel pixels away.
+    """
+    per_x = (fast_axis[0] / pixel_mm[0], slow_axis[0] / pixel_mm[1])  # d = (−1, 0, 0) per mm of x
+    per_y = (-fast_axis[1] / pixel_mm[0], -slow_axis[1] / pixel_mm[1])  # d = (0, 1, 0) per mm of y
+    return (per_x[0], per_y[0]), (per_x[1], per_y[1])
 
 
-def header_centre_px(image: str) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The image's beam centre (fast, slow; px) and pixel size (fast, slow; mm) as dxtbx reads its header."""
+def supplied_centre_px(header_px: Sequence[float], shift_mm: Sequence[float],
+                       matrix: tuple[tuple[float, float], tuple[float, float]]) -> tuple[float, float]:
+    """Beam centre (fast, slow; px) seen by the detector moved by ``shift_mm``: header + M · shift."""
+    return (header_px[0] + matrix[0][0] * shift_mm[0] + matrix[0][1] * shift_mm[1],
+            header_px[1] + matrix[1][0] * shift_mm[0] + matrix[1][1] * shift_mm[1])
+
+
+def centre_change_to_shift_mm(delta_px: Sequence[float],
+                              matrix: tuple[tuple[float, float], tuple[float, float]]) -> tuple[float, float]:
+    """The detector shift (mm) that moves the beam centre by ``delta_px`` (fast, slow): M⁻¹ · Δ."""
+    (a, b), (c, d) = matrix
+    det = a * d - b * c
+    return (d * delta_px[0] - b * delta_px[1]) / det, (a * delta_px[1] - c * delta_px[0]) / det
+
+
+def header_geometry(image: str) -> tuple[tuple[float, float], tuple[tuple[float, float], tuple[float, float]]]:
+    """The image's header beam centre (fast, slow; px) and its shift matrix (:func:`shift_to_centre_px`)."""
     from dxtbx.model.experiment_list import ExperimentListFactory
 
     experiment = ExperimentListFactory.from_filenames([image])[0]
     panel = experiment.detector[0]
-    return panel.get_beam_centre_px(experiment.beam.get_s0()), panel.get_pixel_size()
+    matrix = shift_to_centre_px(panel.get_fast_axis(), panel.get_slow_axis(), panel.get_pixel_size())
+    return panel.get_beam_centre_px(experiment.beam.get_s0()), matrix
 
 
 def _reset_logging() -> None:
@@ -108,19 +163,20 @@ def _inverse_d_nm(detector, beam, xy_px: list[tuple[float, float]]) -> list[floa
     for x, y in xy_px:
         lab = panel.get_pixel_lab_coord((x, y))
         norm = math.sqrt(sum(c * c for c in lab))
-        q = [k * c / norm - s for c, s in zip(lab, s0)]
+        q = [k * c / norm - s for c, s in zip(lab, s0, strict=True)]
         out.append(10.0 * math.sqrt(sum(c * c for c in q)))  # Å⁻¹ → nm⁻¹
     return out
 
 
-def summarize(mode: str, supplied_px: tuple[float, float], min_fraction: float, max_rmsd_px: float) -> dict:
+def summarize(mode: str, supplied_px: tuple[float, float], matrix: tuple[tuple[float, float], tuple[float, float]],
+              min_fraction: float, max_rmsd_px: float) -> dict:
     """Read DIALS' outputs in the working directory and decide success (figures for ``dials_summary.json``).
 
     Keys: ``indexed`` (bool), ``reason``, ``n_strong``, ``n_indexed``, ``indexed_fraction``,
     ``rmsd_x_px``/``rmsd_y_px``/``rmsd_px`` (DIALS' positional RMSDs of the reflections used in
     refinement; ``rmsd_px`` = sqrt(x² + y²)), ``refined_centre_px`` (fast, slow), ``pixel_size_mm``
-    (fast, slow), ``n_lattices`` and, in ``refine`` mode, ``det_shift_mm`` = (supplied − refined) ×
-    pixel size.
+    (fast, slow), ``n_lattices`` and, in ``refine`` mode, ``det_shift_mm``: the detector shift (mm) from
+    the supplied to the refined centre, M⁻¹ · (refined − supplied) with M of :func:`shift_to_centre_px`.
     """
     from dials.array_family import flex
     from dxtbx.model.experiment_list import ExperimentListFactory
@@ -154,7 +210,8 @@ def summarize(mode: str, supplied_px: tuple[float, float], min_fraction: float, 
     summary.update(indexed_fraction=fraction, rmsd_x_px=rmsd_x, rmsd_y_px=rmsd_y,
                    rmsd_px=math.hypot(rmsd_x, rmsd_y))
     if mode == "refine":
-        summary["det_shift_mm"] = [(s - r) * p for s, r, p in zip(supplied_px, refined, pixel)]
+        summary["det_shift_mm"] = list(centre_change_to_shift_mm(
+            (refined[0] - supplied_px[0], refined[1] - supplied_px[1]), matrix))
     if fraction < min_fraction:
         summary["reason"] = f"gate_indexed_fraction: {fraction:.3f} < {min_fraction:g}"
     elif not summary["rmsd_px"] <= max_rmsd_px:
@@ -180,7 +237,7 @@ def stream_text(summary: dict, filename: str, event: str) -> str:
         lines += [f"num_peaks = {len(xy)}", "Peaks from peak search",
                   "  fs/px   ss/px (1/d)/nm^-1   Intensity  Panel"]
         lines += [f"{x:8.2f} {y:8.2f} {d:10.2f} {i:12.2f}   p0"
-                  for (x, y), d, i in zip(xy, inv_d, strong["intensity.sum.value"])]
+                  for (x, y), d, i in zip(xy, inv_d, strong["intensity.sum.value"], strict=True)]
         lines.append("End of peak list")
     if summary["indexed"]:
         lines += _crystal_lines(summary)
@@ -209,10 +266,10 @@ def _crystal_lines(summary: dict) -> list[str]:
               "   h    k    l          I   sigma(I)       peak background  fs/px  ss/px panel"]
     variance = refl["intensity.sum.variance"]
     # DIALS has no peak-pixel or background figure per spot here: written as 0 (not used in scoring).
-    for (h, k, l), i, v, (x, y, _) in zip(refl["miller_index"], refl["intensity.sum.value"], variance,
-                                          _columns(refl, "xyzcal.px")):
-        lines.append(f"{h:4d} {k:4d} {l:4d} {i:10.2f} {math.sqrt(max(v, 0.0)):10.2f} {0.0:10.2f} {0.0:10.2f} "
-                     f"{x:7.2f} {y:7.2f} p0")
+    for hkl, i, v, (x, y, _) in zip(refl["miller_index"], refl["intensity.sum.value"], variance,
+                                    _columns(refl, "xyzcal.px"), strict=True):
+        lines.append("{:4d} {:4d} {:4d} ".format(*hkl) + f"{i:10.2f} {math.sqrt(max(v, 0.0)):10.2f} {0.0:10.2f} "
+                     f"{0.0:10.2f} {x:7.2f} {y:7.2f} p0")
     lines += ["End of reflections", "--- End crystal"]
     return lines
 
@@ -227,25 +284,13 @@ def _write_text(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def process_still(opts: argparse.Namespace) -> int:
-    """Import, find spots, index and score one still in the working directory; returns the exit code."""
-    started = time.monotonic()
-    for name in ("imported.expt", "strong.refl", "indexed.expt", "indexed.refl", DXDY_NAME):
-        Path(name).unlink(missing_ok=True)  # a rerun must not score an earlier run's files
-    summary: dict = {"indexed": False, "mode": opts.mode, "image": opts.image,
-                     "det_shift_mm_applied": list(opts.det_shift_mm)}
-    try:
-        header_px, pixel_mm = header_centre_px(opts.image)
-    except Exception as exc:  # noqa: BLE001 - an unreadable still is an outcome, reported like any other
-        summary["reason"] = f"dials_unreadable_image: {opts.image}: {type(exc).__name__}: {exc}"
-        return _finish(summary, opts, EXIT_ERROR, started)
-    supplied = supplied_centre_px(header_px, opts.det_shift_mm, pixel_mm)
-    summary.update(header_centre_px=list(header_px), supplied_centre_px=list(supplied), timings_s={})
+def program_steps(opts: argparse.Namespace, supplied: Sequence[float]) -> list[tuple[str, list[str], str | None]]:
+    """(program, arguments, output it must write or None) of the three DIALS programs for one still."""
+    # Debian's DIALS 3.12 lacks xfel_mono_sim_ext, so its stills indexer fails on every candidate;
+    # the sequences indexer (what "Auto" picks for a single still there) indexes stills well.
     index_args = [f"unit_cell={opts.unit_cell}", f"space_group={opts.space_group}", "indexing.method=fft1d",
-                  *opts.index_arg]
-    if opts.mode == "fixed":
-        index_args += ["refinement.parameterisation.detector.fix=all", "refinement.parameterisation.beam.fix=all"]
-    steps = [
+                  "indexing.stills.indexer=sequences", *MODE_ARGS[opts.mode], *opts.index_arg]
+    return [
         ("import", [opts.image, f"fast_slow_beam_centre={supplied[0]!r},{supplied[1]!r}",
                     "output.experiments=imported.expt", "output.log=dials.import.log"], "imported.expt"),
         ("find_spots", ["imported.expt", "output.reflections=strong.refl", "output.log=dials.find_spots.log",
@@ -254,8 +299,25 @@ def process_still(opts: argparse.Namespace) -> int:
         ("index", ["imported.expt", "strong.refl", "output.experiments=indexed.expt",
                    "output.reflections=indexed.refl", "output.log=dials.index.log", *index_args], None),
     ]
+
+
+def process_still(opts: argparse.Namespace) -> int:
+    """Import, find spots, index and score one still in the working directory; returns the exit code.
+
+    The directory must not hold an earlier attempt's outputs (the job script removes them).
+    """
+    started = time.monotonic()
+    summary: dict = {"indexed": False, "mode": opts.mode, "image": opts.image,
+                     "det_shift_mm_applied": list(opts.det_shift_mm)}
+    try:
+        header_px, matrix = header_geometry(opts.image)
+    except Exception as exc:  # noqa: BLE001 - an unreadable still is an outcome, reported like any other
+        summary["reason"] = f"dials_unreadable_image: {opts.image}: {type(exc).__name__}: {exc}"
+        return _finish(summary, opts, EXIT_ERROR, started)
+    supplied = supplied_centre_px(header_px, opts.det_shift_mm, matrix)
+    summary.update(header_centre_px=list(header_px), supplied_centre_px=list(supplied), timings_s={})
     error = None
-    for name, args, required in steps:
+    for name, args, required in program_steps(opts, supplied):
         t0 = time.monotonic()
         error = run_program(name, args)
         summary["timings_s"][name] = time.monotonic() - t0
@@ -267,7 +329,7 @@ def process_still(opts: argparse.Namespace) -> int:
             summary["reason"] = f"dials_error: {error}"
             return _finish(summary, opts, EXIT_ERROR, started)
     try:
-        summary.update(summarize(opts.mode, supplied, opts.min_indexed_fraction, opts.max_rmsd_px))
+        summary.update(summarize(opts.mode, supplied, matrix, opts.min_indexed_fraction, opts.max_rmsd_px))
         if error is not None and not summary["indexed"]:
             summary["reason"] = f"dials_not_indexed: {error}"  # e.g. "No suitable lattice could be found"
     except Exception as exc:  # noqa: BLE001 - an unreadable DIALS output is an outcome of this still
@@ -309,7 +371,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--det-shift-mm", type=_pair, required=True, help="ICI detector shift 'x,y' (mm)")
     p.add_argument("--unit-cell", required=True, help="a,b,c,alpha,beta,gamma (Å, deg)")
     p.add_argument("--space-group", required=True)
-    p.add_argument("--mode", choices=("refine", "fixed"), default="refine")
+    p.add_argument("--mode", choices=tuple(MODE_ARGS), default="refine")
     p.add_argument("--min-indexed-fraction", type=float, default=0.8)
     p.add_argument("--max-rmsd-px", type=float, default=0.5)
     p.add_argument("--stream", required=True, help="stream part to write")
@@ -325,5 +387,150 @@ def main(argv: list[str] | None = None) -> int:
     return process_still(parser().parse_args(argv))
 
 
+# ---- the DIALS server: DIALS imported once, one forked child per still --------------------------
+
+
+def server_address() -> bytes:
+    """The server's Linux abstract socket name: one per user, interpreter and version of this file."""
+    digest = hashlib.sha256(f"{os.getuid()}\0{sys.executable}\0".encode() + Path(__file__).read_bytes())
+    return b"\0ptyflows-dials-" + digest.hexdigest()[:24].encode()
+
+
+def delegate(argv: list[str], *, start_server: bool = True) -> int | None:
+    """Process one still in the DIALS server (started on first use); None when no server can be reached.
+
+    Sends the working directory, ``argv`` and this process's stdout/stderr descriptors; the server's
+    child writes there and answers with its exit code. A child that dies without answering (a crash
+    in DIALS) gives :data:`EXIT_CRASHED`.
+    """
+    connection = _connect(server_address())
+    if connection is None and start_server:
+        # New session: the runner's timeout kills the event's process group, not the shared server.
+        # One BLAS/OpenMP thread: the server forks (safest with a single thread), and stills already
+        # run side by side.
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        subprocess.Popen([sys.executable, "-I", __file__, "--serve"], cwd="/", env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + SERVER_START_S
+        while connection is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            connection = _connect(server_address())
+    if connection is None:
+        return None
+    with connection:
+        request = json.dumps({"cwd": os.getcwd(), "argv": argv}).encode()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        socket.send_fds(connection, [request], [sys.stdout.fileno(), sys.stderr.fileno()])
+        reply = b""
+        while len(reply) < 4:
+            chunk = connection.recv(4 - len(reply))
+            if not chunk:
+                print("dials_crashed: the DIALS server's process for this still died without an answer",
+                      file=sys.stderr)
+                return EXIT_CRASHED
+            reply += chunk
+    return struct.unpack("!i", reply)[0]
+
+
+def _connect(address: bytes) -> socket.socket | None:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(address)
+    except OSError:
+        connection.close()
+        return None
+    return connection
+
+
+def serve(idle_exit_s: float = SERVER_IDLE_S) -> int:
+    """Run the DIALS server until ``idle_exit_s`` pass with no still in progress; 0 if another one already runs.
+
+    Single-threaded: it imports DIALS once, then forks a child per connection (from a process with no
+    other threads, so forking is safe); each child runs :func:`main` in the client's directory with
+    the client's stdout/stderr, so a crash or a hang stays with that one still.
+    """
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(server_address())
+    except OSError:
+        return 0  # another server won the race; it serves this file's version too
+    listener.listen(64)
+    # Everything the three programs and the scoring import, loaded before any client is served.
+    import dials.array_family.flex  # noqa: F401
+    import dials.command_line.dials_import  # noqa: F401
+    import dials.command_line.find_spots  # noqa: F401
+    import dials.command_line.index  # noqa: F401
+    import dxtbx.model.experiment_list  # noqa: F401
+
+    children: set[int] = set()
+    last_activity = time.monotonic()
+    while True:
+        for pid in list(children):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                children.discard(pid)
+                last_activity = time.monotonic()
+        if not children and time.monotonic() - last_activity > idle_exit_s:
+            listener.close()
+            return 0
+        if not select.select([listener], [], [], 0.5)[0]:
+            continue
+        connection, _ = listener.accept()
+        uid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if uid != os.getuid():  # abstract sockets are visible to every local user
+            connection.close()
+            continue
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            _serve_one(connection)  # never returns
+        connection.close()
+        children.add(pid)
+        last_activity = time.monotonic()
+
+
+def _serve_one(connection: socket.socket) -> None:
+    """In a forked child: receive one request, run it, answer with the exit code, exit."""
+    code = EXIT_ERROR
+    try:
+        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 2)
+        request = json.loads(message)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        os.chdir(request["cwd"])
+        threading.Thread(target=_exit_when_client_goes, args=(connection,), daemon=True).start()
+        code = main(request["argv"])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except BaseException:  # noqa: BLE001 - report, answer and exit whatever happened
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            connection.sendall(struct.pack("!i", code))
+        finally:
+            os._exit(code)
+
+
+def _exit_when_client_goes(connection: socket.socket) -> None:
+    # The client sends nothing after its request: end of file means it was killed (e.g. the
+    # runner's timeout), so this still's work stops too.
+    if not connection.recv(1):
+        os._exit(EXIT_CRASHED)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["--serve"]:
+        sys.exit(serve())
+    in_process = sys.argv[1:2] == ["--in-process"]
+    args = sys.argv[2:] if in_process else sys.argv[1:]
+    code = None if in_process else delegate(args)
+    if code is None:
+        code = main(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # No interpreter teardown: with DIALS loaded it takes about a second and all files are closed.
+    os._exit(code)

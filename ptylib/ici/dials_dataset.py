@@ -1,0 +1,123 @@
+"""The embedded default dataset of the ICI loop with the DIALS backend: rendered lysozyme-like stills.
+
+:func:`make_dials_dataset` renders a serial dataset with the project's simulator
+(:func:`ptylib.diffraction.still_renderer.render_stills`: random orientations, a flat background,
+Poisson noise, a Pilatus-100K-like detector) whose per-event true beam centres are offset from the
+nominal one (in the file headers) by up to ``radius_mm / √2`` along fast and slow, so every true
+offset lies in the ICI search disk of radius ``radius_mm``. Beside the renderer's files it writes
+the ICI truth ``still_crystfel.h5.truth.json`` (:mod:`ptylib.ici.synthetic`'s format), whose
+``true_offset_mm`` is the detector shift that puts the supplied centre on the true one; with the
+DIALS backend's (CrystFEL's) meaning of a shift that is the offset (fast, slow) itself. The ICI
+report reads it to give each event's distance from its best centre to the true one.
+
+Rendering takes seconds per still, so an existing dataset in ``out_dir`` rendered with the same
+options is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptylib.ici.synthetic import TRUTH_FORMAT, truth_path_for
+from ptylib.io.atomic import atomic_write_json
+
+PREFIX = "still"
+#: Lysozyme's space group, given to dials.index with the rendered cell (the renderer knows no symmetry).
+LYSOZYME_SPACE_GROUP = "P43212"
+#: Where :func:`render_stills` puts event ``i``'s miniCBF, as a DIALS backend ``image_template``.
+IMAGE_TEMPLATE = "{h5_dir}/cbf/" + PREFIX + "_{frame:05d}.cbf"
+#: The simulator's 10-cell crystals have sinc side lobes around every spot; at DIALS' default
+#: threshold (3 sigma) many become "spots" that index poorly. 6 sigma keeps the Bragg peaks.
+FIND_SPOTS_ARGS = ("spotfinder.threshold.dispersion.sigma_strong=6",)
+#: RMSD gate (px): at their true centres these stills index with DIALS RMSDs of 0.14-0.51 px (24
+#: events, seed 2026; partial spots of small crystals), so the backend's 0.5 px would reject some
+#: at the very centre; with 0.7 px, fixed-mode successes stay within ~0.1 mm of the true centre
+#: (median RMSD 0.68 px at 0.1 mm, 1.2 px at 0.2 mm; bench/ici_dials.py).
+MAX_RMSD_PX = 0.7
+
+
+@dataclass(frozen=True)
+class DialsDataset:
+    """A rendered dataset: the CrystFEL-style input of the loop, its truths, and how DIALS reads it.
+
+    ``true_shift_mm`` (E, 2) is each event's true detector shift (mm), ``dials_options`` the fields of
+    a :class:`~ptylib.ici.backends.dials.DialsOptions` that index it (cell, space group, image
+    template, spot-finding threshold, RMSD gate).
+    """
+
+    h5_path: Path
+    geometry_path: Path
+    truth_path: Path
+    stills_truth_path: Path
+    true_shift_mm: np.ndarray
+    dials_options: dict[str, Any]
+
+    @property
+    def n_events(self) -> int:
+        """Number of stills."""
+        return int(self.true_shift_mm.shape[0])
+
+
+def _still_options(events: int, seed: int, radius_mm: float, background_photons: float) -> Any:
+    from ptylib.diffraction.still_renderer import StillDatasetOptions
+
+    return StillDatasetOptions(events=events, seed=seed, beam_offset_max_mm=radius_mm / math.sqrt(2.0),
+                               background_photons=background_photons, prefix=PREFIX)
+
+
+def make_dials_dataset(out_dir: str | os.PathLike[str], *, events: int = 24, seed: int = 2026,
+                       radius_mm: float = 0.05, background_photons: float = 2.0) -> DialsDataset:
+    """Render (or reuse) ``events`` stills in ``out_dir`` and write their ICI truth; see the module docstring.
+
+    Parameters
+    ----------
+    out_dir : folder of the dataset (``still_crystfel.h5``, ``still.geom``, ``cbf/still_#####.cbf``, truths).
+    events : number of stills (each takes a few seconds to render).
+    seed : seed of the orientations, offsets and noise.
+    radius_mm : the ICI search radius (mm); true offsets are uniform in the square of half-side radius / √2.
+    background_photons : flat background per pixel (photons) before Poisson noise.
+    """
+    from ptylib.diffraction.still_renderer import render_stills
+
+    if events < 1:
+        raise ValueError(f"events must be >= 1, got {events}")
+    if not (math.isfinite(radius_mm) and radius_mm >= 0):
+        raise ValueError(f"radius_mm must be a finite length >= 0 mm, got {radius_mm}")
+    out = Path(out_dir).resolve()
+    options = _still_options(events, seed, radius_mm, background_photons)
+    stills_truth_path = out / f"{PREFIX}_truth.json"
+    stills_truth = _existing_truth(stills_truth_path, options.model_dump(mode="json"))
+    if stills_truth is None:
+        dataset = render_stills(options, out)
+        stills_truth, stills_truth_path = dataset.truth, dataset.truth_json
+    h5_path = out / stills_truth["files"]["crystfel_h5"]
+    true_shift = np.array([[e["beam_offset_fast_mm"], e["beam_offset_slow_mm"]] for e in stills_truth["events"]])
+    truth_path = truth_path_for(h5_path)
+    atomic_write_json(truth_path, {"format": TRUTH_FORMAT, "seed": seed, "radius_mm": radius_mm,
+                                   "true_offset_mm": true_shift.tolist(), "source": stills_truth_path.name})
+    return DialsDataset(
+        h5_path=h5_path, geometry_path=out / stills_truth["files"]["crystfel_geom"], truth_path=truth_path,
+        stills_truth_path=stills_truth_path, true_shift_mm=true_shift,
+        dials_options={"unit_cell": ",".join(f"{v:g}" for v in stills_truth["cell_A_deg"]),
+                       "space_group": LYSOZYME_SPACE_GROUP, "image_template": IMAGE_TEMPLATE,
+                       "find_spots_args": FIND_SPOTS_ARGS, "max_rmsd_px": MAX_RMSD_PX},
+    )
+
+
+def _existing_truth(path: Path, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The renderer's truth at ``path`` when it was written with exactly ``options`` and its files exist."""
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(truth, dict) or truth.get("options") != options:
+        return None
+    files = [path.parent / truth["files"]["crystfel_h5"], *(path.parent / e["cbf"] for e in truth["events"])]
+    return truth if all(f.is_file() for f in files) else None
