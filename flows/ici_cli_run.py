@@ -109,7 +109,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
             action.help = "where the demo writes (default runs/demo/ici)"
     parser.add_argument("--n-events", type=int, default=24, help="synthetic events (default 24)")
     parser.add_argument("--data-seed", type=int, default=2026, help="seed of the synthetic data (default 2026)")
-    parser.add_argument("--no-refine", action="store_true", help="stand-in indexer without refinement (FIXED mode)")
+    parser.add_argument("--indexer", choices=("auto", "dials", "standin"), default="auto",
+                        help="DIALS on rendered stills, or the stand-in indexamajig (default: DIALS when installed)")
+    parser.add_argument("--no-refine", action="store_true", help="index without detector refinement (FIXED mode)")
     _add_loop_arguments(parser)
 
 
@@ -119,5 +121,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
     return _run_checked(lambda: ici_demo(
         run_root=str(args.run_root), n_events=args.n_events, data_seed=args.data_seed, refine=not args.no_refine,
+        indexer=args.indexer,
         proposer=options_from_args(args), max_iterations=args.max_iterations, workers=args.workers,
     ), args.run_root)
