@@ -8,7 +8,6 @@ hillmap with a Python loop over candidates, timed in the same run on a few event
 from __future__ import annotations
 
 import math
-import os
 import resource
 import shutil
 import statistics

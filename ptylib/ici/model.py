@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 LEDGER_NAME = "image_run_log.csv"
@@ -81,6 +82,15 @@ class EventHistory:
 
     key: EventKey
     rows: list[LedgerRow] = field(default_factory=list)
+
+    @classmethod
+    def from_trials(cls, key: EventKey, trials: Sequence[tuple[float, float, float | None]]) -> EventHistory:
+        """Rows from (x_mm, y_mm, wRMSD px or None) trials in run order, with the sticky ever-indexed flag."""
+        rows, ever = [], False
+        for run_n, (x, y, wrmsd) in enumerate(trials):
+            ever = ever or (wrmsd is not None and math.isfinite(wrmsd))
+            rows.append(LedgerRow(run_n, x, y, ever, wrmsd))
+        return cls(key, rows)
 
     @property
     def is_done(self) -> bool:

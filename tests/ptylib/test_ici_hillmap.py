@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ptylib.ici import hillmap
-from ptylib.ici.model import EventHistory, EventKey, LedgerRow, Proposal
+from ptylib.ici.model import EventHistory, EventKey, Proposal
 from ptylib.ici.options import ProposerOptions
 from ptylib.ici.policy import propose_event, propose_many
 from ptylib.ici.rng import event_stream
@@ -21,13 +21,10 @@ Trial = tuple[float, float, float | None]
 def history(trials: Sequence[Trial], *, name: str = "/data/a.h5", event: int = 0,
             reasons: list[str] | None = None) -> EventHistory:
     """An event history from (x_mm, y_mm, wrmsd or None) trials; ``reasons`` are the rows' proposals."""
-    rows, ever = [], False
-    for run_n, (x, y, wrmsd) in enumerate(trials):
-        ever = ever or (wrmsd is not None and math.isfinite(wrmsd))
-        rows.append(LedgerRow(run_n, x, y, ever, wrmsd))
-    for row, reason in zip(rows, reasons or []):
+    built = EventHistory.from_trials(EventKey(name, event), trials)
+    for row, reason in zip(built.rows, reasons or []):
         row.proposal = Proposal(0.0, 0.0, reason)
-    return EventHistory(EventKey(name, event), rows)
+    return built
 
 
 def no_dxdy(key: EventKey, run_n: int) -> tuple[None, None, str]:

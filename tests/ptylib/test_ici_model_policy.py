@@ -37,12 +37,10 @@ def cone(xy: Sequence[float], centre: Sequence[float]) -> float:
 
 def history(trials: Sequence[Trial], *, event: int = 0, name: str = "/data/a.h5") -> EventHistory:
     """An event from (x_mm, y_mm, wrmsd or None) trials; every row but the last carries a placeholder proposal."""
-    rows, ever = [], False
-    for run_n, (x, y, wrmsd) in enumerate(trials):
-        ever = ever or wrmsd is not None
-        rows.append(LedgerRow(run_n, x, y, ever, wrmsd, Proposal(x, y, "model_probe")))
-    rows[-1].proposal = None
-    return EventHistory(EventKey(name, event), rows)
+    built = EventHistory.from_trials(EventKey(name, event), trials)
+    for row in built.rows[:-1]:
+        row.proposal = Proposal(row.det_shift_x_mm, row.det_shift_y_mm, "model_probe")
+    return built
 
 
 def no_dxdy(key: EventKey, run_n: int) -> tuple[None, None, str]:

@@ -18,7 +18,6 @@ from ptylib.ici.model import (
     EventHistory,
     EventKey,
     IciInputError,
-    LedgerRow,
     Proposal,
 )
 from ptylib.ici.options import ProposerOptions
@@ -35,13 +34,10 @@ STREAM = event_stream(EventKey("/x.h5", 0), 1, 1337, "test")
 def history(trials: Sequence[Trial], reasons: list[str] | None = None, *, name: str = "/data/a.h5",
             event: int = 0) -> EventHistory:
     """An event from (x_mm, y_mm, wrmsd or None) trials; ``reasons[i]`` is row i's proposal reason."""
-    rows, ever = [], False
-    for run_n, (x, y, wrmsd) in enumerate(trials):
-        ever = ever or (wrmsd is not None and math.isfinite(wrmsd))
-        rows.append(LedgerRow(run_n, x, y, ever, wrmsd))
-    for row, reason in zip(rows, reasons or []):
+    built = EventHistory.from_trials(EventKey(name, event), trials)
+    for row, reason in zip(built.rows, reasons or []):
         row.proposal = Proposal(0.0, 0.0, reason)
-    return EventHistory(EventKey(name, event), rows)
+    return built
 
 
 def spread(wrmsds: list[float | None]) -> list[Trial]:
