@@ -18,7 +18,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ptylib.ici.ledger import format_ledger, gc_paused, parse_finite_mm, parse_ledger, parse_wrmsd_px
+from ptylib.ici.commit import commit_files
+from ptylib.ici.ledger import gc_paused, parse_finite_mm, parse_ledger, parse_wrmsd_px
 from ptylib.ici.model import (
     CHUNK_METRICS_HEADER,
     LEDGER_NAME,
@@ -29,8 +30,8 @@ from ptylib.ici.model import (
     IciInputError,
     LedgerRow,
 )
-from ptylib.ici.state import RunState, format_state, parse_state, state_from_ledger
-from ptylib.io.atomic import atomic_write_bytes, atomic_write_text
+from ptylib.ici.state import RunState, format_ledger_and_state, parse_state_histories
+from ptylib.io.atomic import atomic_write_text
 
 REQUIRED_COLUMNS = CHUNK_METRICS_HEADER[:6]
 _INDEXED = {"1": True, "0": False}
@@ -247,34 +248,15 @@ def ingest_run(run_root: Path, run_n: int) -> int:
     old_ledger, old_state = _read_optional(ledger_path), _read_optional(state_path)
     with gc_paused():
         histories = parse_ledger(old_ledger, str(ledger_path)) if old_ledger is not None else {}
-        previous = RunState() if old_state is None else parse_state(old_state, str(state_path))
+        previous = RunState() if old_state is None else parse_state_histories(old_state, str(state_path))
         metrics = read_chunk_metrics(chunk_metrics_path(run_directory(run_root, run_n), run_n))
         added = ingest_chunk_metrics(histories, metrics, run_n)
-        state = state_from_ledger(histories, previous)
-        state.last_global_run = max(state.last_global_run, run_n)
-        ledger_text, state_text = format_ledger(histories), format_state(state)
-    _commit([(ledger_path, old_ledger, ledger_text), (state_path, old_state, state_text)])
+        previous.last_global_run = max(previous.last_global_run, run_n)
+        ledger_text, state_text = format_ledger_and_state(histories, previous)
+    commit_files([(ledger_path, old_ledger, ledger_text), (state_path, old_state, state_text)])
     return added
 
 
 def _read_optional(path: Path) -> bytes | None:
     """File bytes, or None when it does not exist."""
     return path.read_bytes() if path.exists() else None
-
-
-def _commit(changes: list[tuple[Path, bytes | None, str]]) -> None:
-    """Write each changed file atomically; on failure restore the ones already written."""
-    written: list[tuple[Path, bytes | None]] = []
-    try:
-        for path, old, text in changes:
-            if old is not None and old == text.encode("utf-8"):
-                continue
-            atomic_write_text(path, text)
-            written.append((path, old))
-    except BaseException:
-        for path, old in reversed(written):
-            if old is None:
-                path.unlink(missing_ok=True)
-            else:
-                atomic_write_bytes(path, old)
-        raise

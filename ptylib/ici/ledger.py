@@ -29,23 +29,25 @@ order within a section (sorted on reading) and old ledgers whose unquoted reason
 (the extra columns are joined back with ``,``). Anything else that is malformed raises
 :class:`~ptylib.ici.model.IciInputError` naming the file, line and field.
 
-Simple rows are parsed column-wise (one ``float`` map per column, numpy checks); a file with any
-odd row is parsed row by row, which also finds the first bad line for the error message.
+Simple rows are parsed column-wise (one ``float`` map per column); a file with any odd row is
+parsed row by row, which also finds the first bad line for the error message. Writing is
+column-wise too (:func:`format_rows`), and the sidecar writer reuses the formatted numbers.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import csv
 import gc
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import repeat
-from operator import attrgetter
+from dataclasses import dataclass
+from itertools import compress, count, repeat
+from operator import attrgetter, le
 from pathlib import Path
-
-import numpy as np
+from typing import NoReturn
 
 from ptylib.ici.model import (
     DONE_TOKEN,
@@ -65,10 +67,17 @@ _HEADER = "header"
 # Control characters other than tab and LF (a CR left after CRLF -> LF is one) mark a binary line.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _INDEXED = {"1": True, "0": False}
+_NOT_A_NUMBER = frozenset(("", DONE_TOKEN))  # next_dx_mm of a row without a proposal, or of a DONE row
 # First characters of lines that are not plain data rows (sections, headers, blank lines).
 _SPECIAL_FIRST = frozenset("#rR \t")
 # Every byte except the control characters; what is left after deleting these marks a binary file.
 _TEXT_BYTES = bytes(byte for byte in range(256) if byte in (9, 10, 13) or 32 <= byte != 127)
+_RUN_N_OF = attrgetter("run_n")
+_X_OF = attrgetter("det_shift_x_mm")
+_Y_OF = attrgetter("det_shift_y_mm")
+_INDEXED_OF = attrgetter("indexed")
+_WRMSD_OF = attrgetter("wrmsd")
+_PROPOSAL_OF = attrgetter("proposal")
 
 
 @contextlib.contextmanager
@@ -158,25 +167,27 @@ def _scan(text: str, name: str) -> tuple[list[EventHistory], list[str], list[int
     previous = 0
     for index in special:
         if index > previous:  # lines[previous:index] are data rows
-            _check_rows_allowed(sections, pending_header, name, previous + 1)
+            if not sections or pending_header is not None:
+                _check_rows_allowed(sections, pending_header, name, previous + 1)
             row_lines += lines[previous:index]
             row_line_nos += range(previous + 1, index + 1)
         previous = index + 1
         if index == len(lines):
             break
         line, line_no = lines[index], index + 1
-        if not line or line.isspace():
-            continue
-        if line[0] == "#":
-            _check_pending_header(pending_header, name)
+        if line[:1] == "#":
+            if pending_header is not None:
+                _check_pending_header(pending_header, name)
             key = _parse_section(line, name, line_no)
-            if key in first_line:
+            first = first_line.setdefault(key, line_no)
+            if first != line_no:
                 raise IciInputError(name, f"section {key.h5_path} event {key.event} appears twice "
-                                    f"(first at line {first_line[key]})", line=line_no, field_name=_SECTION)
-            first_line[key] = line_no
+                                    f"(first at line {first})", line=line_no, field_name=_SECTION)
             sections.append(EventHistory(key))
             starts.append(len(row_lines))
             pending_header = None if has_top_header else line_no
+        elif not line or line.isspace():
+            continue
         elif line[:5].lower() == "run_n":
             _check_header(line, name, line_no)
             has_top_header = has_top_header or not sections
@@ -235,9 +246,10 @@ def _parse_rows_fast(lines: Sequence[str]) -> list[LedgerRow] | None:
     """Parse rows column-wise when every row is in our simple form; None when any row is not."""
     if not lines:
         return []
-    if set(map(str.count, lines, repeat(","))) != {_N_COLUMNS - 1} or '"' in "".join(lines):
+    joined = ",".join(lines)
+    if set(map(str.count, lines, repeat(","))) != {_N_COLUMNS - 1} or '"' in joined:
         return None
-    flat = ",".join(lines).split(",")
+    flat = joined.split(",")
     runs_t, xs_t, ys_t, indexed_t, wrmsd_t, dx_t, dy_t, reason_t = (
         flat[column::_N_COLUMNS] for column in range(_N_COLUMNS))
     run_text = "".join(runs_t)
@@ -247,27 +259,40 @@ def _parse_rows_fast(lines: Sequence[str]) -> list[LedgerRow] | None:
         xs = list(map(float, xs_t))
         ys = list(map(float, ys_t))
         wrmsd = [float(text) if text else None for text in wrmsd_t]
-        proposals = list(map(_simple_proposal, dx_t, dy_t, reason_t))
+        proposals = _simple_proposals(dx_t, dy_t, reason_t)
     except ValueError:
         return None
-    wrmsd_array = np.array(wrmsd, dtype=float)
-    if (not (np.isfinite(xs).all() and np.isfinite(ys).all()) or (wrmsd_array < 0).any()
-            or np.isnan(wrmsd_array).sum() != wrmsd_t.count("")):
+    measured = [value for value in wrmsd if value is not None]
+    # A sum is finite only when every term is (an overflow merely sends the file to the row-wise parser).
+    if not math.isfinite(sum(xs) + sum(ys)) or math.isnan(sum(measured)) or min(measured, default=0.0) < 0:
         return None
-    indexed = [text == "1" for text in indexed_t]
+    indexed = list(map(_INDEXED.__getitem__, indexed_t))
     return list(map(LedgerRow, map(int, runs_t), xs, ys, indexed, wrmsd, proposals))
 
 
-def _simple_proposal(dx: str, dy: str, reason: str) -> Proposal | None:
-    """Proposal columns in our form; ValueError for anything else (the row-wise parser decides)."""
-    if dx == DONE_TOKEN and dy == DONE_TOKEN and reason.startswith(DONE_TOKEN):
-        return Proposal(None, None, reason)
-    if not (dx or dy or reason):
-        return None
-    x, y = float(dx), float(dy)
-    if not (math.isfinite(x) and math.isfinite(y)):
+def _simple_proposals(dx_t: list[str], dy_t: list[str], reason_t: list[str]) -> list[Proposal | None]:
+    """Proposal columns in our form (finite floats, ``done,done`` or all blank); ValueError for anything else.
+
+    ``dx_t`` and ``dy_t`` are overwritten. Blank and DONE rows get a placeholder number so that every
+    column converts in one ``map``; their proposals are put in afterwards.
+    """
+    others: dict[int, Proposal | None] = {}
+    for index in list(compress(count(), map(_NOT_A_NUMBER.__contains__, dx_t))):
+        dx, dy, reason = dx_t[index], dy_t[index], reason_t[index]
+        if dx == dy == reason == "":
+            others[index] = None
+        elif dx == dy == DONE_TOKEN and reason.startswith(DONE_TOKEN):
+            others[index] = Proposal(None, None, reason)
+        else:
+            raise ValueError("not in our form")
+        dx_t[index] = dy_t[index] = "0"
+    dxs, dys = list(map(float, dx_t)), list(map(float, dy_t))
+    if not math.isfinite(sum(dxs) + sum(dys)):
         raise ValueError("not finite")
-    return Proposal(x, y, reason)
+    proposals: list[Proposal | None] = list(map(Proposal, dxs, dys, reason_t))
+    for index, proposal in others.items():
+        proposals[index] = proposal
+    return proposals
 
 
 def _parse_row(line: str, name: str, line_no: int) -> LedgerRow:
@@ -349,12 +374,12 @@ def _proposal(dx: str, dy: str, reason: str, name: str, line_no: int) -> Proposa
 def _check_run_order(sections: list[EventHistory], rows: list[LedgerRow], starts: list[int],
                      row_line_nos: list[int], name: str) -> None:
     """Reject a run_n repeated within a section; sort the rows of sections given out of run order."""
-    if len(rows) < 2:
-        return
-    runs = np.fromiter(map(attrgetter("run_n"), rows), dtype=np.int64, count=len(rows))
-    section_of = np.repeat(np.arange(len(sections)), np.diff(starts))
-    unordered = (np.diff(runs) <= 0) & (section_of[1:] == section_of[:-1])
-    for index in np.unique(section_of[1:][unordered]):
+    runs = list(map(_RUN_N_OF, rows))
+    # Rows whose run_n does not exceed the previous row's; expected only at the first row of a section.
+    drops = compress(range(1, len(runs)), map(le, runs[1:], runs))
+    first_rows = set(starts)
+    unordered = {bisect.bisect_right(starts, position) - 1 for position in drops if position not in first_rows}
+    for index in sorted(unordered):
         lo, hi = starts[index], starts[index + 1]
         seen: set[int] = set()
         for position in range(lo, hi):
@@ -364,28 +389,98 @@ def _check_run_order(sections: list[EventHistory], rows: list[LedgerRow], starts
                 raise IciInputError(name, f"duplicate run_n {run_n} in section {key.h5_path} event {key.event}",
                                     line=row_line_nos[position], field_name="run_n")
             seen.add(run_n)
-        rows[lo:hi] = sorted(rows[lo:hi], key=attrgetter("run_n"))
+        rows[lo:hi] = sorted(rows[lo:hi], key=_RUN_N_OF)
 
 
 # ----------------------------------------------------------------------------- writing
 
 
+@dataclass
+class FormattedRows:
+    """Every row of a ledger as text, column by column (all sections in order), for the ledger and sidecar writers.
+
+    Section ``i`` has the line ``sections[i]`` and ``counts[i]`` rows. ``run_n`` is the integer, the
+    shifts and ``wrmsd`` are ``repr(float)`` (``wrmsd`` blank when the run did not index), ``indexed``
+    is ``1``/``0`` and ``lines`` are the whole data rows.
+    """
+
+    sections: list[str]
+    counts: list[int]
+    run_n: list[str]
+    x: list[str]
+    y: list[str]
+    indexed: list[str]
+    wrmsd: list[str]
+    lines: list[str]
+
+    def ledger_text(self) -> str:
+        """The ledger file: header once, each section line followed by its rows, LF line ends."""
+        parts = [HEADER_LINE]
+        start = 0
+        for section, n_rows in zip(self.sections, self.counts, strict=True):
+            parts.append(section)
+            parts += self.lines[start:start + n_rows]
+            start += n_rows
+        return "\n".join(parts) + "\n"
+
+
 def format_ledger(histories: Mapping[EventKey, EventHistory]) -> str:
     """Format event histories as ledger text in our form (header once, LF, no blank lines)."""
-    lines = [HEADER_LINE]
-    reasons: dict[str, str] = {}
-    with gc_paused():
-        for key, history in histories.items():
-            if history.key != key:
-                raise ValueError(f"history for {history.key.label()} is stored under {key.label()}")
-            lines.append(_format_section(key))
-            lines.extend([_format_row(row, key, reasons) for row in history.rows])
-    return "\n".join(lines) + "\n"
+    return format_rows(histories).ledger_text()
 
 
 def write_ledger(path: Path, histories: Mapping[EventKey, EventHistory]) -> None:
     """Write event histories to ``path`` atomically (see :func:`format_ledger`)."""
     atomic_write_text(path, format_ledger(histories))
+
+
+def format_rows(histories: Mapping[EventKey, EventHistory]) -> FormattedRows:
+    """Validate and format every section and row; ValueError names the first one that would not read back.
+
+    Each column is converted with one ``map`` over all rows (the per-row work of a large ledger).
+    """
+    sections: list[str] = []
+    counts: list[int] = []
+    rows: list[LedgerRow] = []
+    row_keys: list[EventKey] = []  # for the error messages of the proposal columns
+    for key, history in histories.items():
+        if history.key is not key and history.key != key:
+            raise ValueError(f"history for {history.key.label()} is stored under {key.label()}")
+        sections.append(_format_section(key))
+        counts.append(len(history.rows))
+        rows += history.rows
+        row_keys += repeat(key, len(history.rows))
+    with gc_paused():
+        runs = list(map(_RUN_N_OF, rows))
+        xs = list(map(float, map(_X_OF, rows)))
+        ys = list(map(float, map(_Y_OF, rows)))
+        if not (all(map(math.isfinite, xs)) and all(map(math.isfinite, ys))) or min(runs, default=0) < 0:
+            _raise_for_bad_row(histories)
+        x, y = list(map(repr, xs)), list(map(repr, ys))
+        next_shifts: list[tuple[float, float, str, str] | None] = list(zip(xs[1:], ys[1:], x[1:], y[1:]))
+        next_shifts.append(None)
+        reasons: dict[str, str] = {}
+        tails = [",," if proposal is None else _format_tail(proposal, key, run_n, reasons, next_shift)
+                 for proposal, key, run_n, next_shift in zip(map(_PROPOSAL_OF, rows), row_keys, runs, next_shifts)]
+        run_n = list(map(str, map(int, runs)))
+        indexed = ["1" if flag else "0" for flag in map(_INDEXED_OF, rows)]
+        wrmsd = ["" if value is None or math.isnan(value) else repr(float(value)) for value in map(_WRMSD_OF, rows)]
+        lines = [f"{run},{sx},{sy},{flag},{value},{tail}"
+                 for run, sx, sy, flag, value, tail in zip(run_n, x, y, indexed, wrmsd, tails)]
+    return FormattedRows(sections, counts, run_n, x, y, indexed, wrmsd, lines)
+
+
+def _raise_for_bad_row(histories: Mapping[EventKey, EventHistory]) -> NoReturn:
+    """Raise the error of the first row (in file order) with a bad shift, run_n or proposal."""
+    reasons: dict[str, str] = {}
+    for key, history in histories.items():
+        for row in history.rows:
+            x, y = float(row.det_shift_x_mm), float(row.det_shift_y_mm)
+            if not (math.isfinite(x) and math.isfinite(y)) or row.run_n < 0:
+                raise ValueError(f"{key.label()} run {row.run_n}: shift ({x}, {y}) mm or run_n is invalid")
+            if row.proposal is not None:
+                _format_tail(row.proposal, key, row.run_n, reasons, None)
+    raise AssertionError("called without a bad row")
 
 
 def _format_section(key: EventKey) -> str:
@@ -396,33 +491,27 @@ def _format_section(key: EventKey) -> str:
     return f"#{path} event {int(key.event)}"
 
 
-def _format_row(row: LedgerRow, key: EventKey, reasons: dict[str, str]) -> str:
-    """One data row; ``reasons`` caches quoted reasons. Non-finite shifts are rejected."""
-    x, y = float(row.det_shift_x_mm), float(row.det_shift_y_mm)
-    if not (math.isfinite(x) and math.isfinite(y)) or row.run_n < 0:
-        raise ValueError(f"{key.label()} run {row.run_n}: shift ({x}, {y}) mm or run_n is invalid")
-    wrmsd = "" if row.wrmsd is None or math.isnan(row.wrmsd) else repr(float(row.wrmsd))
-    proposal = row.proposal
-    if proposal is None:
-        tail = ",,"
-    else:
-        reason = reasons.get(proposal.reason)
-        if reason is None:
-            reason = reasons[proposal.reason] = _quote(proposal.reason, key)
-        tail = f"{_format_next(proposal, key, row.run_n)},{reason}"
-    return f"{int(row.run_n)},{x!r},{y!r},{1 if row.indexed else 0},{wrmsd},{tail}"
+def _format_tail(proposal: Proposal, key: EventKey, run_n: int, reasons: dict[str, str],
+                 next_shift: tuple[float, float, str, str] | None) -> str:
+    """The columns ``next_dx_mm,next_dy_mm,next_reason``: floats, ``done,done`` or blank, and the reason.
 
-
-def _format_next(proposal: Proposal, key: EventKey, run_n: int) -> str:
-    """The ``next_dx_mm,next_dy_mm`` columns: floats, ``done,done`` or blank."""
-    if proposal.dx_mm is None and proposal.dy_mm is None:
-        return f"{DONE_TOKEN},{DONE_TOKEN}" if proposal.is_done else ","
-    if proposal.dx_mm is None or proposal.dy_mm is None:
+    ``reasons`` caches quoted reasons. ``next_shift`` is the next row's shift and its text: a proposal
+    usually is that shift, and equal non-zero floats have the same ``repr`` (``0.0 == -0.0`` do not).
+    """
+    reason = reasons.get(proposal.reason)
+    if reason is None:
+        reason = reasons[proposal.reason] = _quote(proposal.reason, key)
+    dx, dy = proposal.dx_mm, proposal.dy_mm
+    if dx is None and dy is None:
+        return f"{DONE_TOKEN},{DONE_TOKEN},{reason}" if proposal.is_done else f",,{reason}"
+    if dx is None or dy is None:
         raise ValueError(f"{key.label()} run {run_n}: proposal has only one of dx/dy: {proposal}")
-    dx, dy = float(proposal.dx_mm), float(proposal.dy_mm)
+    dx, dy = float(dx), float(dy)
     if not (math.isfinite(dx) and math.isfinite(dy)):
         raise ValueError(f"{key.label()} run {run_n}: proposal ({dx}, {dy}) mm is not finite")
-    return f"{dx!r},{dy!r}"
+    if next_shift is not None and dx == next_shift[0] and dy == next_shift[1] and dx and dy:
+        return f"{next_shift[2]},{next_shift[3]},{reason}"
+    return f"{dx!r},{dy!r},{reason}"
 
 
 def _quote(reason: str, key: EventKey) -> str:

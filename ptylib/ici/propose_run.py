@@ -15,17 +15,17 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptylib.ici.ingest import _commit
-from ptylib.ici.ledger import format_ledger, gc_paused, parse_ledger
+from ptylib.ici.commit import commit_files
+from ptylib.ici.ledger import gc_paused, parse_ledger
 from ptylib.ici.model import LEDGER_NAME, STATE_NAME, IciInputError
 from ptylib.ici.options import ProposerOptions
 from ptylib.ici.policy import propose_events
 from ptylib.ici.state import (
+    EventState,
     ProposalRecord,
     RunState,
-    format_state,
+    format_ledger_and_state,
     parse_state_histories,
-    state_from_ledger,
 )
 
 
@@ -68,14 +68,13 @@ def propose_run_root(run_root: Path, options: ProposerOptions) -> ProposeOutcome
         proposals = propose_events(open_events, options, run_root, event_indices=event_indices)
         changed = {key: p for key, p in proposals.items() if histories[key].rows[-1].proposal != p}
         if changed:  # otherwise both files stay as they are
-            state = state_from_ledger(histories, previous)
             for key, proposal in changed.items():
                 last = histories[key].rows[-1]
                 last.proposal = proposal
-                state.events[key].proposal_history.append(
+                previous.events.setdefault(key, EventState()).proposal_history.append(
                     ProposalRecord(last.run_n + 1, proposal.dx_mm, proposal.dy_mm, proposal.reason))
-            _commit([(ledger_path, old_ledger, format_ledger(histories)),
-                     (state_path, old_state, format_state(state))])
+            ledger_text, state_text = format_ledger_and_state(histories, previous)
+            commit_files([(ledger_path, old_ledger, ledger_text), (state_path, old_state, state_text)])
     current = [h.rows[-1].proposal for h in histories.values() if h.rows]
     counts = Counter(p.reason for p in current if p is not None)
     return ProposeOutcome(dict(sorted(counts.items())), len(histories), len(changed),

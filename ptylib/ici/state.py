@@ -24,17 +24,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from json.encoder import encode_basestring_ascii
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, NoReturn, TypeGuard
 
-from ptylib.ici.ledger import gc_paused
-from ptylib.ici.model import DONE_TOKEN, EventHistory, EventKey, IciInputError, LedgerRow
+from ptylib.ici.ledger import format_rows, gc_paused
+from ptylib.ici.model import DONE_TOKEN, EventHistory, EventKey, IciInputError
 from ptylib.io.atomic import atomic_write_text
 
 _INF = "inf"
+_RUN_N_OF = attrgetter("run_n")
+_X_OF = attrgetter("det_shift_x_mm")
+_Y_OF = attrgetter("det_shift_y_mm")
+_WRMSD_OF = attrgetter("wrmsd")
 _INDEXED_OF = attrgetter("indexed")
 _SUCCESS_OF = attrgetter("success")
 
@@ -95,19 +101,21 @@ def state_from_ledger(histories: Mapping[EventKey, EventHistory], previous: RunS
     last_run = previous.last_global_run if previous is not None else -1
     events: dict[EventKey, EventState] = {}
     with gc_paused():
+        rows = [row for history in histories.values() for row in history.rows]
+        wrmsd = list(map(_WRMSD_OF, rows))
+        success = [value is not None and math.isfinite(value) for value in wrmsd]  # LedgerRow.succeeded
+        trials = list(map(TrialRecord, map(_RUN_N_OF, rows), map(_X_OF, rows), map(_Y_OF, rows), wrmsd, success))
+        indexed = list(map(_INDEXED_OF, rows))
+        start = 0
         for key, history in histories.items():
-            trials = list(map(_trial_from_row, history.rows))
-            ever = any(map(_INDEXED_OF, history.rows)) or any(map(_SUCCESS_OF, trials))
+            stop = start + len(history.rows)
             old = old_events.get(key)
-            events[key] = EventState(trials, list(old.proposal_history) if old else [], ever)
-            if trials:
-                last_run = max(last_run, trials[-1].run_n)
+            ever = any(indexed[start:stop]) or any(success[start:stop])
+            events[key] = EventState(trials[start:stop], list(old.proposal_history) if old else [], ever)
+            if stop > start:
+                last_run = max(last_run, trials[stop - 1].run_n)
+            start = stop
     return RunState(events, last_run)
-
-
-def _trial_from_row(row: LedgerRow) -> TrialRecord:
-    """The trial of one ledger row."""
-    return TrialRecord(row.run_n, row.det_shift_x_mm, row.det_shift_y_mm, row.wrmsd, row.succeeded)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -116,9 +124,43 @@ def _trial_from_row(row: LedgerRow) -> TrialRecord:
 def format_state(state: RunState) -> str:
     """The sidecar as JSON text (one event per line; see the module docstring)."""
     with gc_paused():
-        lines = [f"{json.dumps(key.label())}: {_event_json(event)}" for key, event in state.events.items()]
-    body = ",\n".join(lines)
-    return f'{{\n"last_global_run": {int(state.last_global_run)},\n"events": {{\n{body}\n}}}}\n'
+        texts = _trial_texts(*_trial_columns([trial for event in state.events.values() for trial in event.trials]))
+        lines = []
+        start = 0
+        for key, event in state.events.items():
+            stop = start + len(event.trials)
+            lines.append(_event_line(key, texts[start:stop], event.proposal_history, event.ever_indexed))
+            start = stop
+    return _state_text(lines, state.last_global_run)
+
+
+def format_ledger_and_state(histories: Mapping[EventKey, EventHistory], previous: RunState | None) -> tuple[str, str]:
+    """``format_ledger(histories)`` and ``format_state(state_from_ledger(histories, previous))``.
+
+    The sidecar's trials are the ledger's rows, so their numbers are formatted once, for both files,
+    and no :class:`TrialRecord` is built.
+    """
+    old_events = previous.events if previous is not None else {}
+    last_run = previous.last_global_run if previous is not None else -1
+    with gc_paused():
+        rows = format_rows(histories)
+        wrmsd = list(map(_WRMSD_JSON_OF_TEXT.get, rows.wrmsd, rows.wrmsd))
+        success = list(map(_SUCCESS_JSON_OF_TEXT.get, rows.wrmsd, repeat("true")))
+        texts = _trial_texts(rows.run_n, rows.x, rows.y, wrmsd, success)
+        minus_inf = rows.wrmsd.index("-inf") if "-inf" in rows.wrmsd else -1
+        lines = []
+        start = 0
+        for (key, history), count in zip(histories.items(), rows.counts, strict=True):
+            stop = start + count
+            if start <= minus_inf < stop:
+                _wrmsd_json(-math.inf)  # raises the error format_state gives
+            old = old_events.get(key) if old_events else None
+            ever = "1" in rows.indexed[start:stop] or "true" in success[start:stop]
+            lines.append(_event_line(key, texts[start:stop], old.proposal_history if old else (), ever))
+            if count:
+                last_run = max(last_run, history.rows[-1].run_n)
+            start = stop
+    return rows.ledger_text(), _state_text(lines, last_run)
 
 
 def write_state(path: Path, state: RunState) -> None:
@@ -126,23 +168,48 @@ def write_state(path: Path, state: RunState) -> None:
     atomic_write_text(path, format_state(state))
 
 
-_HISTORY_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+# From the ledger's wRMSD column (blank: not indexed) to the sidecar's; other numbers stay as they are.
+_WRMSD_JSON_OF_TEXT = {"": "null", _INF: f'"{_INF}"'}
+_SUCCESS_JSON_OF_TEXT = {"": "false", _INF: "false", f"-{_INF}": "false"}
 
 
-def _event_json(event: EventState) -> str:
-    """One event as compact JSON."""
-    trials = ",".join(map(_trial_json, event.trials))
-    history = _HISTORY_ENCODER.encode([_proposal_to_json(record) for record in event.proposal_history])
-    return f'{{"trials":[{trials}],"proposal_history":{history},"ever_indexed":{_json_bool(event.ever_indexed)}}}'
+def _state_text(event_lines: list[str], last_global_run: int) -> str:
+    """The whole sidecar from its event lines."""
+    body = ",\n".join(event_lines)
+    return f'{{\n"last_global_run": {int(last_global_run)},\n"events": {{\n{body}\n}}}}\n'
 
 
-def _trial_json(trial: TrialRecord) -> str:
-    """One trial as compact JSON, formatted directly (trials are the bulk of a large sidecar)."""
+def _event_line(key: EventKey, trial_texts: list[str], history: Sequence[ProposalRecord], ever_indexed: bool) -> str:
+    """One event's line: its key and compact JSON of its trials, proposal history and flag."""
+    return (f'{encode_basestring_ascii(key.label())}: {{"trials":[{",".join(trial_texts)}],'
+            f'"proposal_history":[{",".join(map(_proposal_json, history))}],'
+            f'"ever_indexed":{_json_bool(ever_indexed)}}}')
+
+
+def _trial_texts(run_n: list[str], x: list[str], y: list[str], wrmsd: list[str], success: list[str]) -> list[str]:
+    """Compact JSON of each trial from the JSON text of its fields."""
+    return [f'{{"run_n":{run},"det_shift_x_mm":{sx},"det_shift_y_mm":{sy},"wrmsd":{value},"success":{flag}}}'
+            for run, sx, sy, value, flag in zip(run_n, x, y, wrmsd, success)]
+
+
+def _trial_columns(trials: list[TrialRecord]) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """The JSON text of the trials' fields, column by column (trials are the bulk of a large sidecar)."""
+    xs = list(map(float, map(_X_OF, trials)))
+    ys = list(map(float, map(_Y_OF, trials)))
+    if not (all(map(math.isfinite, xs)) and all(map(math.isfinite, ys))):
+        for trial in trials:
+            _check_trial(trial)
+    wrmsd = ["null" if value is None else _wrmsd_json(value) for value in map(_WRMSD_OF, trials)]
+    success = list(map(_json_bool, map(_SUCCESS_OF, trials)))
+    return list(map(str, map(int, map(_RUN_N_OF, trials)))), list(map(repr, xs)), list(map(repr, ys)), wrmsd, success
+
+
+def _check_trial(trial: TrialRecord) -> None:
+    """Raise when a trial cannot be stored (a non-finite shift, or a wRMSD of -inf)."""
     x, y = float(trial.det_shift_x_mm), float(trial.det_shift_y_mm)
     if not (math.isfinite(x) and math.isfinite(y)):
         raise ValueError(f"trial of run {trial.run_n} has a non-finite shift ({x}, {y}) mm")
-    return (f'{{"run_n":{int(trial.run_n)},"det_shift_x_mm":{x!r},"det_shift_y_mm":{y!r},'
-            f'"wrmsd":{_wrmsd_json(trial.wrmsd)},"success":{_json_bool(trial.success)}}}')
+    _wrmsd_json(trial.wrmsd)
 
 
 def _wrmsd_json(wrmsd: float | None) -> str:
@@ -161,15 +228,20 @@ def _json_bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _proposal_to_json(record: ProposalRecord) -> dict[str, Any]:
-    """JSON-ready dict of one proposal (DONE: null shifts)."""
-    return {"next_run_n": int(record.next_run_n), "dx_mm": _optional_float(record.dx_mm),
-            "dy_mm": _optional_float(record.dy_mm), "reason": record.reason}
+def _proposal_json(record: ProposalRecord) -> str:
+    """One proposal as compact JSON (DONE: null shifts), as ``json`` writes it."""
+    return (f'{{"next_run_n":{int(record.next_run_n)},"dx_mm":{_json_number(record.dx_mm)},'
+            f'"dy_mm":{_json_number(record.dy_mm)},"reason":{encode_basestring_ascii(record.reason)}}}')
 
 
-def _optional_float(value: float | None) -> float | None:
-    """None stays None; numbers become plain floats."""
-    return None if value is None else float(value)
+def _json_number(value: float | None) -> str:
+    """None -> null, otherwise the number as a float; JSON has no NaN or infinity."""
+    if value is None:
+        return "null"
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"Out of range float values are not JSON compliant: {number!r}")
+    return repr(number)
 
 
 # ----------------------------------------------------------------------------- reading

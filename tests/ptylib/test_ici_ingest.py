@@ -8,9 +8,10 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from ptylib.ici import ingest
+from ptylib.ici import commit
 from ptylib.ici.ingest import (
     chunk_metrics_path,
     ingest_chunk_metrics,
@@ -19,7 +20,7 @@ from ptylib.ici.ingest import (
     run_directory,
     write_chunk_metrics,
 )
-from ptylib.ici.ledger import read_ledger, write_ledger
+from ptylib.ici.ledger import format_ledger, read_ledger, write_ledger
 from ptylib.ici.model import (
     CHUNK_METRICS_HEADER,
     LEDGER_NAME,
@@ -36,6 +37,8 @@ from ptylib.ici.state import (
     ProposalRecord,
     RunState,
     TrialRecord,
+    format_ledger_and_state,
+    format_state,
     read_state,
     state_from_ledger,
     write_state,
@@ -274,14 +277,14 @@ def test_failed_ingest_leaves_every_file_byte_identical(tmp_path: Path, damage, 
 def test_failed_state_write_restores_the_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _seeded_root(tmp_path)
     before = snapshot(tmp_path)
-    real_write = ingest.atomic_write_text
+    real_write = commit.atomic_write_text
 
     def failing_write(path, text):
         if Path(path).name == STATE_NAME:
             raise OSError("disk full")
         real_write(path, text)
 
-    monkeypatch.setattr(ingest, "atomic_write_text", failing_write)
+    monkeypatch.setattr(commit, "atomic_write_text", failing_write)
     with pytest.raises(OSError, match="disk full"):
         ingest_run(tmp_path, 4)
     assert snapshot(tmp_path) == before
@@ -390,3 +393,34 @@ def test_state_writer_rejects_values_json_cannot_hold(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             write_state(path, RunState({A: event}, 0))
     assert not path.exists()
+
+
+def test_state_lines_are_compact_json_as_the_json_module_writes_it() -> None:
+    state = _state()
+    lines = format_state(state).split("\n")
+    assert lines[:3] == ["{", '"last_global_run": 2,', '"events": {'] and lines[-2:] == ["}}", ""]
+    for (key, event), line in zip(state.events.items(), lines[3:-2], strict=True):
+        trials = [{"run_n": t.run_n, "det_shift_x_mm": t.det_shift_x_mm, "det_shift_y_mm": t.det_shift_y_mm,
+                   "wrmsd": "inf" if t.wrmsd == math.inf else t.wrmsd, "success": t.success} for t in event.trials]
+        history = [{"next_run_n": r.next_run_n, "dx_mm": r.dx_mm, "dy_mm": r.dy_mm, "reason": r.reason}
+                   for r in event.proposal_history]
+        document = {"trials": trials, "proposal_history": history, "ever_indexed": event.ever_indexed}
+        assert line.removesuffix(",") == f"{json.dumps(key.label())}: {json.dumps(document, separators=(',', ':'))}"
+
+
+def test_ledger_and_state_formatted_together_match_the_separate_writers() -> None:
+    histories = read_ledger(FIXTURES / "ledger_seed_form.csv")  # quoted reasons, inf, DONE, blank proposals
+    ev0 = EventKey("/data/lyso/lyso_001.h5", 0)
+    histories[ev0].rows.append(LedgerRow(4, np.float64(-0.0), 1e-300, True, math.nan, Proposal(None, None, "a, b")))
+    histories[C] = EventHistory(C)
+    previous = RunState({ev0: EventState([], [ProposalRecord(1, 0.0123, -0.0045, 'q "x"'),
+                                              ProposalRecord(4, None, None, "done_stability")], False),
+                         EventKey("/gone.h5", 1): EventState([], [ProposalRecord(0, 0.0, 0.0, "x")], True)},
+                        last_global_run=9)
+    for before in (None, RunState(), previous):
+        expected = format_ledger(histories), format_state(state_from_ledger(histories, before))
+        assert format_ledger_and_state(histories, before) == expected
+    bad = {A: EventHistory(A, [LedgerRow(0, 0.0, 0.0, True, -math.inf)])}
+    for write in (lambda: format_ledger_and_state(bad, None), lambda: format_state(state_from_ledger(bad, None))):
+        with pytest.raises(ValueError, match="wRMSD -inf cannot be stored"):
+            write()

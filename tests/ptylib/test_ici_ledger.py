@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptylib.ici.ledger import HEADER_LINE, format_ledger, read_ledger, write_ledger
+from ptylib.ici import ledger
+from ptylib.ici.ledger import (
+    HEADER_LINE,
+    format_ledger,
+    parse_ledger,
+    read_ledger,
+    write_ledger,
+)
 from ptylib.ici.model import EventHistory, EventKey, IciInputError, LedgerRow, Proposal
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ici"
@@ -135,6 +142,73 @@ def test_random_ledgers_round_trip(tmp_path: Path) -> None:
     write_ledger(path, histories)
     assert read_ledger(path) == histories
     assert format_ledger(read_ledger(path)) == path.read_text()
+
+
+def test_a_proposal_equal_to_the_next_shift_is_written_as_itself() -> None:
+    key = EventKey("/a.h5", 1)
+    rows = [LedgerRow(0, 0.0, 0.0, False, None, Proposal(0.1 + 0.2, -0.0, "step1_x")),
+            LedgerRow(1, 0.30000000000000004, 0.0, False, None, Proposal(np.float64(0.5), 1e-300, "step1_x")),
+            LedgerRow(2, 0.5, 1e-300, False, None, Proposal(-0.5, 1e-300, "step1_x"))]
+    text = format_ledger({key: EventHistory(key, rows)})
+    assert text.endswith("\n0,0.0,0.0,0,,0.30000000000000004,-0.0,step1_x\n1,0.30000000000000004,0.0,0,,0.5,1e-300,"
+                         "step1_x\n2,0.5,1e-300,0,,-0.5,1e-300,step1_x\n")
+
+
+def _row_wise(data: bytes, monkeypatch: pytest.MonkeyPatch) -> dict[EventKey, EventHistory]:
+    """Parse with the column-wise row parser switched off (the reference for odd files)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(ledger, "_parse_rows_fast", lambda lines: None)
+        return parse_ledger(data, "log.csv")
+
+
+def test_column_wise_parse_agrees_with_the_row_wise_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    histories: dict[EventKey, EventHistory] = {}
+    for event in range(200):
+        key = EventKey(f"/data/file_{event % 3}.h5", event)
+        proposals = [Proposal(rng.gauss(0, 0.05), -0.0, "step1_x"), Proposal(None, None, "done_streak")]
+        rows = [LedgerRow(run_n, rng.choice([0.0, -0.0, 5e-324, rng.gauss(0, 0.03)]), rng.uniform(-1, 1) * 1e-5,
+                          rng.random() < 0.5, rng.choice([None, math.inf, 0.0, rng.expovariate(1.0)]),
+                          rng.choice(proposals))
+                for run_n in range(rng.randint(0, 6))]
+        if rows:
+            rows[-1].proposal = None
+        histories[key] = EventHistory(key, rows)
+    data = format_ledger(histories).encode()
+    column_wise: list[bool] = []
+    real = ledger._parse_rows_fast
+
+    def spy(lines: list[str]) -> list[LedgerRow] | None:
+        rows = real(lines)
+        column_wise.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(ledger, "_parse_rows_fast", spy)
+    assert parse_ledger(data, "log.csv") == histories and column_wise == [True]
+    assert _row_wise(data, monkeypatch) == histories
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "0,0.0,0.0,0,nan,,,",
+        "0,0.0,0.0,0,NaN,0.01,0.02,step1_x",
+        "0,0.1,0.2,1,  ,,,",
+        "0,0.1,0.2,1,-0.0,,,",
+        "0,0.0,0.0,1,0.5,DONE,Done,done_x",
+        "0,0.0,0.0,1,0.5,done,done,",
+        "0,0.0,0.0,1,0.5,,,step2 file missing",
+        "0, 0.1,0.2 ,1,0.5, 0.01,0.02,step1_x",
+        " 0,0.1,0.2,1,0.5,,,",
+        "00,0.1,0.2, 1,0.5,,,",
+        "0,1e-300,-0.0,1,inf,0.01,0.02,step1_x",
+        "0,0.1,0.2,1,0.5,0.01,0.02,old, unquoted, reason",
+        '0,0.1,0.2,1,0.5,0.01,0.02,"quoted, ""reason"""',
+    ],
+)
+def test_odd_rows_read_as_the_row_wise_parser_reads_them(row: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = f"{H}\n{S}\n{row}\n#/data/b.h5 event 1\n{GOOD}\n".encode()
+    assert parse_ledger(data, "log.csv") == _row_wise(data, monkeypatch)
 
 
 @pytest.mark.parametrize(

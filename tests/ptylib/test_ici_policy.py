@@ -272,7 +272,7 @@ def test_propose_run_root_changes_nothing_on_error(tmp_path: Path, monkeypatch: 
     def broken(*args: object) -> str:
         raise OSError("disk full")
 
-    monkeypatch.setattr(propose_run_module, "format_state", broken)
+    monkeypatch.setattr(propose_run_module, "format_ledger_and_state", broken)
     with pytest.raises(OSError):
         propose_run_root(tmp_path, DEFAULT)
     assert snapshot(tmp_path) == before
