@@ -18,6 +18,7 @@ def build_deployments() -> list:
     """The deployments served by this module (Prefect ``RunnerDeployment`` objects)."""
     from flows.ici_demo import ici_demo
     from flows.ici_loop import ici_loop
+    from flows.ici_study import ici_study
 
     return [
         ici_loop.to_deployment(
@@ -26,7 +27,11 @@ def build_deployments() -> list:
         ),
         ici_demo.to_deployment(
             name="ici-demo", tags=["ici", "demo"],
-            description="The ICI loop on a built-in synthetic run (stand-in indexamajig).",
+            description="The ICI loop on a built-in synthetic run (DIALS when installed, else the stand-in indexer).",
+        ),
+        ici_study.to_deployment(
+            name="ici-study", tags=["ici", "study"],
+            description="ICI convergence study: the proposer vs the seed's hillmap, spiral and random search.",
         ),
         # A scheduled flight check on tiny synthetic data: a broken install shows up as a failed run.
         ici_demo.to_deployment(

@@ -42,6 +42,11 @@ def _add_ici(sub: argparse._SubParsersAction) -> None:
     demo = ici_sub.add_parser("demo", help="run the ICI loop on a built-in synthetic run (stand-in indexer)")
     ici_cli_run.add_demo_arguments(demo)
     demo.set_defaults(handler=ici_cli_run.run_demo)
+    study = ici_sub.add_parser("study", help="compare the proposer with spiral and random search on synthetic data",
+                               description="The ICI convergence study (flows/ici_study.py): every strategy runs "
+                                           "the loop on the same events; table and plot in RUN_ROOT/study.md.")
+    ici_cli_run.add_study_arguments(study)
+    study.set_defaults(handler=ici_cli_run.run_study)
 
 
 def _add_diffraction(sub: argparse._SubParsersAction) -> None:

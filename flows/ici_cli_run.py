@@ -1,4 +1,4 @@
-"""``ptyflows ici run`` and ``ptyflows ici demo``: the ICI loop flow from the command line.
+"""``ptyflows ici run``, ``ici demo`` and ``ici study``: the ICI flows from the command line.
 
 Prefect and the flow are imported only when a command runs, so ``--help`` stays fast.
 """
@@ -99,19 +99,36 @@ def run_loop(args: argparse.Namespace) -> int:
     return _run_checked(start, args.run_root)
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of the demo: where to write, how many synthetic events, and the loop/proposer knobs."""
+def _add_synthetic_arguments(parser: argparse.ArgumentParser, run_root: str) -> None:
+    """Proposer knobs, a default run root and the synthetic dataset's arguments (demo and study)."""
     add_ici_propose_arguments(parser)
-    parser.set_defaults(run_root=Path("runs/demo/ici"))
-    for action in parser._actions:  # the demo has a default run root
+    parser.set_defaults(run_root=Path(run_root))
+    for action in parser._actions:
         if action.dest == "run_root":
             action.required = False
-            action.help = "where the demo writes (default runs/demo/ici)"
+            action.help = f"where to write (default {run_root})"
     parser.add_argument("--n-events", type=int, default=24, help="synthetic events (default 24)")
     parser.add_argument("--data-seed", type=int, default=2026, help="seed of the synthetic data (default 2026)")
     parser.add_argument("--indexer", choices=("auto", "dials", "standin"), default="auto",
                         help="DIALS on rendered stills, or the stand-in indexamajig (default: DIALS when installed)")
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the demo: where to write, how many synthetic events, and the loop/proposer knobs."""
+    _add_synthetic_arguments(parser, "runs/demo/ici")
     parser.add_argument("--no-refine", action="store_true", help="index without detector refinement (FIXED mode)")
+    _add_loop_arguments(parser)
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the convergence study: the demo's data and knobs (``--baseline-runs`` among them), modes, strategies."""
+    from ptylib.ici.options import POLICIES
+
+    _add_synthetic_arguments(parser, "runs/study/ici")
+    parser.add_argument("--modes", default="fixed,refine",
+                        help="indexing modes, comma-separated: fixed, refine (default both)")
+    parser.add_argument("--strategies", default=",".join(POLICIES),
+                        help=f"policies to compare, comma-separated (default {','.join(POLICIES)}; overrides --policy)")
     _add_loop_arguments(parser)
 
 
@@ -124,3 +141,27 @@ def run_demo(args: argparse.Namespace) -> int:
         indexer=args.indexer,
         proposer=options_from_args(args), max_iterations=args.max_iterations, workers=args.workers,
     ), args.run_root)
+
+
+def run_study(args: argparse.Namespace) -> int:
+    """``ici study``: every strategy in every mode on the demo's data; prints one line per strategy."""
+    from flows.ici_study import ici_study
+
+    def start() -> dict:
+        result = ici_study(
+            run_root=str(args.run_root), n_events=args.n_events, data_seed=args.data_seed,
+            modes=tuple(_names(args.modes)), strategies=tuple(_names(args.strategies)), indexer=args.indexer,
+            proposer=options_from_args(args), max_iterations=args.max_iterations,
+            initial_shift_mm=tuple(args.initial_shift_mm), workers=args.workers,
+        )
+        lines = {f"{row['mode']} / {row['strategy']}":
+                 f"{row['runs / event']:.2f} runs/event, median error {row['median error (mm)']:.4f} mm"
+                 for row in result["figures"]}
+        return {"figures": lines, "report": result["report"]}
+
+    return _run_checked(start, args.run_root)
+
+
+def _names(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped."""
+    return [name.strip() for name in text.split(",") if name.strip()]

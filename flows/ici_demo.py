@@ -13,7 +13,9 @@ import shlex
 import shutil
 import stat
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 
@@ -30,6 +32,45 @@ def standin_indexamajig(bin_dir: Path) -> Path:
     path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ptylib.ici.simulated_indexer \"$@\"\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """The demo's dataset and indexer: :meth:`loop_arguments` gives ``ici_loop`` what it needs to index it."""
+
+    h5_path: Path
+    dials_options: dict[str, Any] | None
+    geometry_path: Path | None = None
+    indexamajig: Path | None = None
+
+    def loop_arguments(self, refine: bool) -> dict[str, Any]:
+        """``inputs`` and backend options of ``ici_loop``, with or without detector refinement."""
+        if self.dials_options is not None:
+            dials = DialsOptions(**self.dials_options, mode="refine" if refine else "fixed")
+            return {"inputs": [str(self.h5_path)], "backend": BackendName.DIALS, "dials": dials}
+        crystfel = CrystfelOptions(geometry=self.geometry_path, indexamajig=str(self.indexamajig), refine=refine)
+        return {"inputs": [str(self.h5_path)], "backend": BackendName.CRYSTFEL, "crystfel": crystfel}
+
+
+def prepare_demo_data(root: Path, n_events: int, data_seed: int, radius_mm: float, indexer: str) -> DemoData:
+    """Write (or reuse) the synthetic run under ``root/data`` for the indexer ``auto``, ``dials`` or ``standin``.
+
+    ``auto`` takes DIALS when ``dials.import`` is on PATH: the stills are then rendered by the
+    diffraction simulator; otherwise spot images with hidden centres for the stand-in indexamajig.
+    """
+    if indexer not in ("auto", "dials", "standin"):
+        raise ValueError(f"indexer must be auto, dials or standin, not {indexer!r}")
+    if indexer == "dials" or (indexer == "auto" and shutil.which("dials.import") is not None):
+        from ptylib.ici.dials_dataset import make_dials_dataset
+
+        data = make_dials_dataset(root / "data", events=n_events, seed=data_seed, radius_mm=radius_mm)
+        print(f"rendered {n_events} stills in {data.h5_path}; indexing them with DIALS")
+        return DemoData(data.h5_path, data.dials_options)
+    run = make_synthetic_run(root / "data", n_events, seed=data_seed, radius_mm=radius_mm)
+    why = " (DIALS is not installed)" if indexer == "auto" else ""
+    print(f"synthetic run: {run.n_events} events in {run.h5_path} (hidden true centres in {run.truth_path.name}); "
+          f"indexing them with the stand-in indexamajig{why}")
+    return DemoData(run.h5_path, None, run.geometry_path, standin_indexamajig(root / "bin"))
 
 
 @flow(name="ici-demo", log_prints=True)
@@ -50,22 +91,6 @@ def ici_demo(
     """
     root = Path(run_root).resolve()
     options = proposer or ProposerOptions()
-    if indexer not in ("auto", "dials", "standin"):
-        raise ValueError(f"indexer must be auto, dials or standin, not {indexer!r}")
-    use_dials = indexer == "dials" or (indexer == "auto" and shutil.which("dials.import") is not None)
-    if use_dials:
-        from ptylib.ici.dials_dataset import make_dials_dataset
-
-        data = make_dials_dataset(root / "data", events=n_events, seed=data_seed, radius_mm=options.radius_mm)
-        print(f"rendered {n_events} stills in {data.h5_path}; indexing them with DIALS")
-        dials = DialsOptions(**data.dials_options, mode="refine" if refine else "fixed")
-        return ici_loop(run_root=str(root), inputs=[str(data.h5_path)], backend=BackendName.DIALS, dials=dials,
-                        proposer=options, max_iterations=max_iterations, workers=workers)
-    data = make_synthetic_run(root / "data", n_events, seed=data_seed, radius_mm=options.radius_mm)
-    why = " (DIALS is not installed)" if indexer == "auto" else ""
-    print(f"synthetic run: {data.n_events} events in {data.h5_path} (hidden true centres in {data.truth_path.name}); "
-          f"indexing them with the stand-in indexamajig{why}")
-    crystfel = CrystfelOptions(geometry=data.geometry_path, indexamajig=str(standin_indexamajig(root / "bin")),
-                               refine=refine)
-    return ici_loop(run_root=str(root), inputs=[str(data.h5_path)], crystfel=crystfel, proposer=options,
+    data = prepare_demo_data(root, n_events, data_seed, options.radius_mm, indexer)
+    return ici_loop(run_root=str(root), **data.loop_arguments(refine), proposer=options,
                     max_iterations=max_iterations, workers=workers)

@@ -9,7 +9,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
-from ptylib.ici.backends import BackendName, CommandOptions, CrystfelOptions, DialsOptions, make_backend
+from ptylib.ici.backends import (
+    BackendName,
+    CommandOptions,
+    CrystfelOptions,
+    DialsOptions,
+    make_backend,
+)
 from ptylib.ici.events import resolve_events
 from ptylib.ici.model import LEDGER_NAME
 from ptylib.ici.options import ProposerOptions
@@ -98,6 +104,6 @@ def ici_loop(
             ingest_task(str(root), plan.run_n)
             propose_task(str(root), options)
             summary_task(str(root), plan.run_n)
-        report = report_task(str(root), keys)
+        report = report_task(str(root), keys, options)
     publish_markdown("ici-loop-final", report["markdown"], "ICI loop: final report")
     return report

@@ -15,15 +15,16 @@ from ptylib.ici.loop import RunPlan, plan_next_run
 from ptylib.ici.model import LEDGER_NAME, STATE_NAME, EventKey
 from ptylib.ici.options import ProposerOptions
 from ptylib.ici.propose_run import propose_run_root
+from ptylib.ici.report import build_report, known_true_centres_mm, refined_centres
 from ptylib.ici.runner import collect_run, concatenate_streams, run_event_batch
-from ptylib.ici.report import build_report, known_true_centres_mm
 from ptylib.ici.state import read_state
-from ptylib.ici.summary import summarize_run_root
 from ptylib.ici.step2 import event_dir
+from ptylib.ici.study import StrategyFigures, strategy_figures, write_study_report
+from ptylib.ici.summary import summarize_run_root
 from tasks.artifacts import publish_markdown, publish_table
 
 
-def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+def _transient(task, task_run, state) -> bool:
     # Indexing failures are results, not errors; only OS-level trouble (fork, file system) is worth a retry.
     try:
         state.result()
@@ -97,8 +98,27 @@ def summary_task(run_root: str, run_n: int) -> str:
 
 
 @task(name="ici-report", cache_policy=NO_CACHE)
-def report_task(run_root: str, events: Sequence[EventKey]) -> dict[str, object]:
+def report_task(run_root: str, events: Sequence[EventKey], options: ProposerOptions) -> dict[str, object]:
     """Write the final report files and return its Markdown and figures (with true-centre errors when known)."""
-    report = build_report(Path(run_root), known_true_centres_mm(events))
+    report = build_report(Path(run_root), known_true_centres_mm(events), options)
     publish_table("ici-final-figures", [{"figure": k, "value": v} for k, v in report["figures"].items()])
     return report
+
+
+@task(name="ici-study-figures", cache_policy=NO_CACHE)
+def study_figures_task(run_root: str, mode: str, options: ProposerOptions) -> StrategyFigures:
+    """The study's figures of the strategy ``options.policy`` from its finished run root."""
+    root = Path(run_root)
+    histories = read_ledger(root / LEDGER_NAME)
+    truth = known_true_centres_mm(list(histories))
+    refined = refined_centres(root, histories, options) if mode == "refine" else None
+    return strategy_figures(mode, options.policy, histories, truth, refined)
+
+
+@task(name="ici-study-report", cache_policy=NO_CACHE)
+def study_report_task(run_root: str, figures: Sequence[StrategyFigures]) -> str:
+    """Write the study's files and publish its table and Markdown (with the plot); returns the Markdown."""
+    markdown = write_study_report(Path(run_root), figures)
+    publish_table("ici-study-table", [f.row() for f in figures], "ICI convergence study: strategies compared")
+    publish_markdown("ici-study", markdown, "ICI convergence study: median error vs runs")
+    return markdown

@@ -8,6 +8,7 @@ Bad input prints one line ``error: <message>`` on stderr and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -48,6 +49,7 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("--model-max-chi", "model policy: largest RMS standardised residual of the fit"),
     ("--model-refine-sigma-mm", "model policy: error of one refined centre per axis (mm)"),
     ("--model-refine-tol-mm", "model policy: DONE once the combined refined centre's standard error is below this (mm)"),
+    ("--baseline-runs", "spiral and random policies: runs per event, first centre included"),
 )
 
 
@@ -65,7 +67,8 @@ def add_ici_propose_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step2-algorithm", dest="step2_algorithm", choices=STEP2_ALGORITHMS,
                         default=defaults.step2_algorithm, help="Step-2 refinement after a success (default dxdy)")
     parser.add_argument("--policy", dest="policy", choices=POLICIES, default=defaults.policy,
-                        help=f"proposal policy: centre model or the seed's hillmap (default {defaults.policy})")
+                        help=f"proposal policy: centre model, the seed's hillmap, or the study's baselines "
+                             f"spiral / random (default {defaults.policy})")
 
 
 def add_ici_summarize_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,16 +89,23 @@ def _fail(message: object) -> int:
 
 def run_propose(args: argparse.Namespace) -> int:
     """``ici propose``: patch the ledger and state of ``--run-root`` with the next shifts; prints counts."""
-    from ptylib.ici.propose_run import propose_run_root
+    from ptylib.ici.ledger import gc_paused
 
     try:
         options = options_from_args(args)
     except (ValueError, TypeError) as exc:
         return _fail(f"bad option: {exc}")
-    try:
-        outcome = propose_run_root(Path(args.run_root), options)
-    except (IciInputError, OSError) as exc:
-        return _fail(exc)
+    if "numpy" not in sys.modules:
+        # The proposer's linear algebra is on tiny matrices: OpenBLAS's thread pool would only add
+        # start-up time and threads spinning on the other cores (an explicit setting is kept).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    with gc_paused():  # numpy's import and the pass make ~10^5 objects that live to the end
+        from ptylib.ici.propose_run import propose_run_root
+
+        try:
+            outcome = propose_run_root(Path(args.run_root), options)
+        except (IciInputError, OSError) as exc:
+            return _fail(exc)
     print(outcome.to_text())
     return 0
 

@@ -13,10 +13,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 STEP2_ALGORITHMS = ("dxdy", "none")
-POLICIES = ("model", "hillmap")
-# Knobs added after the seed's; they stay out of the hillmap policy's digest (see ProposerOptions.digest).
+POLICIES = ("model", "hillmap", "spiral", "random")
+# Knobs added after the seed's: each policy's digest leaves out the knobs it does not use, so adding a
+# knob for one policy does not change another's random streams (see ProposerOptions.digest).
 MODEL_KNOBS = ("policy", "model_probe_frac", "model_min_successes", "model_noise_frac", "model_max_centre_se_frac",
                "model_min_curvature_t", "model_max_chi", "model_refine_sigma_mm", "model_refine_tol_mm")
+BASELINE_KNOBS = ("baseline_runs",)
+_UNUSED_KNOBS = {"hillmap": MODEL_KNOBS + BASELINE_KNOBS, "model": BASELINE_KNOBS}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class ProposerOptions:
     ``model_min_curvature_t`` / ``model_max_chi`` (conditioning and fit-quality limits),
     ``model_refine_sigma_mm`` (error of one refined centre per axis, mm) and ``model_refine_tol_mm``
     (stop when the combined refined centre's standard error is below this, mm).
+    ``spiral`` and ``random`` are the study's baselines (:mod:`ptylib.ici.baselines`): a fixed budget of
+    ``baseline_runs`` runs per event (the first centre included) on a spiral or uniform in the disk.
     """
 
     radius_mm: float = 0.05
@@ -75,6 +80,7 @@ class ProposerOptions:
     model_max_chi: float = 3.0
     model_refine_sigma_mm: float = 0.004
     model_refine_tol_mm: float = 0.0025
+    baseline_runs: int = 6
 
     def __post_init__(self) -> None:
         _positive(self, "radius_mm", "step1_A0", "dxdy_unit_to_mm")
@@ -101,6 +107,7 @@ class ProposerOptions:
         _non_negative(self, "model_min_curvature_t")
         # Four parameters (a, k, centre x, y): fewer successes cannot determine the model.
         _integer(self, "model_min_successes", minimum=4)
+        _integer(self, "baseline_runs", minimum=2)
         if self.min_spacing_mm >= self.radius_mm:
             raise ValueError(f"min_spacing_mm ({self.min_spacing_mm}) must be smaller than radius_mm "
                              f"({self.radius_mm})")
@@ -113,11 +120,11 @@ class ProposerOptions:
         """Short sha256 of the knobs: proposals made with other knobs are recognised and redone.
 
         With ``policy="hillmap"`` only the seed's knobs enter it, so the hillmap's random streams (and
-        therefore its proposals) are those of versions that had no model policy.
+        therefore its proposals) are those of versions that had no model policy; the model policy's
+        leaves out the baselines' knobs.
         """
-        knobs = self.to_dict()
-        if self.policy == "hillmap":
-            knobs = {name: value for name, value in knobs.items() if name not in MODEL_KNOBS}
+        unused = _UNUSED_KNOBS.get(self.policy, ())
+        knobs = {name: value for name, value in self.to_dict().items() if name not in unused}
         text = json.dumps(knobs, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

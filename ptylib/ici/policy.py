@@ -1,7 +1,8 @@
 """The proposer: dispatch on ``options.policy``, and the seed's hillmap policy (Option A) (mm).
 
 ``policy="model"`` runs :mod:`ptylib.ici.model_policy` (which falls back to the hillmap policy
-below); ``policy="hillmap"`` runs the seed's switching logic. Per event, on its runs in run order:
+below); ``policy="hillmap"`` runs the seed's switching logic; ``spiral`` and ``random`` are the
+convergence study's baselines (:mod:`ptylib.ici.baselines`). Per event, on its runs in run order:
 
 1. An event already DONE stays DONE (its proposal is returned unchanged).
 2. A DONE rule (:mod:`ptylib.ici.convergence`) that holds ends the search: ``done_*``.
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptylib.ici.baselines import propose_baseline
 from ptylib.ici.convergence import DONE_STEP1_EXHAUSTED, done_reason
 from ptylib.ici.hillmap import (
     STATUS_EXHAUSTED,
@@ -145,10 +147,24 @@ def _model_many(histories: Iterable[EventHistory], options: ProposerOptions,
     return {history.key: proposal for history, proposal in zip(events, proposals)}
 
 
+def _baseline_event(history: EventHistory, options: ProposerOptions, dxdy_lookup: DxdyLookup,
+                    rng: EventStream) -> Proposal:
+    """A baseline policy's proposal for one event (its draws come from the event's own stream)."""
+    return propose_baseline([history], options)[history.key]
+
+
+def _baseline_many(histories: Iterable[EventHistory], options: ProposerOptions,
+                   dxdy_lookup: DxdyLookup) -> dict[EventKey, Proposal]:
+    """A baseline policy's proposals for every event with at least one run."""
+    return propose_baseline(histories, options)
+
+
 EventPolicy = Callable[[EventHistory, ProposerOptions, DxdyLookup, EventStream], Proposal]
 ManyPolicy = Callable[[Iterable[EventHistory], ProposerOptions, DxdyLookup], dict[EventKey, Proposal]]
-EVENT_POLICIES: dict[str, EventPolicy] = {"hillmap": _hillmap_event, "model": _model_event}
-MANY_POLICIES: dict[str, ManyPolicy] = {"hillmap": _hillmap_many, "model": _model_many}
+EVENT_POLICIES: dict[str, EventPolicy] = {"hillmap": _hillmap_event, "model": _model_event,
+                                          "spiral": _baseline_event, "random": _baseline_event}
+MANY_POLICIES: dict[str, ManyPolicy] = {"hillmap": _hillmap_many, "model": _model_many,
+                                        "spiral": _baseline_many, "random": _baseline_many}
 
 
 def propose_event(history: EventHistory, options: ProposerOptions, *, dxdy_lookup: DxdyLookup,

@@ -14,7 +14,10 @@ import numpy as np
 
 from ptylib.ici.ledger import read_ledger
 from ptylib.ici.model import LEDGER_NAME, EventHistory, EventKey
+from ptylib.ici.model_policy import estimate_refined_centres
+from ptylib.ici.options import ProposerOptions
 from ptylib.ici.plots import iteration_stats, plot_iterations, plot_trajectories
+from ptylib.ici.step2 import run_root_dxdy_lookup
 from ptylib.ici.summary import summarize_run_root
 from ptylib.ici.synthetic import read_truth, truth_path_for
 from ptylib.io.atomic import atomic_write_text
@@ -50,10 +53,27 @@ def centre_errors_mm(
     return {k: math.dist(best[k], truth_mm[k]) for k in best if k in truth_mm}
 
 
-def build_report(run_root: str | Path, truth_mm: Mapping[EventKey, tuple[float, float]] | None = None) -> dict[str, Any]:
+def refined_centres(run_root: str | Path, histories: Mapping[EventKey, EventHistory],
+                    options: ProposerOptions) -> dict[EventKey, tuple[float, float]]:
+    """Each event's combined refined centre (mm): its successful runs' ``applied - (dx, dy)``, weighted.
+
+    Only events whose runs left a usable ``per_frame_dx_dy.csv`` (an indexer that refines the
+    detector) have one; directories are indexed by ledger order, as the proposer does.
+    """
+    indices = {key: index for index, key in enumerate(histories)}
+    lookup = run_root_dxdy_lookup(Path(run_root), indices, options.dxdy_unit_to_mm)
+    events = [h for h in histories.values() if h.rows]
+    return {h.key: centre for h, (centre, _) in zip(events, estimate_refined_centres(events, options, lookup))
+            if centre is not None}
+
+
+def build_report(run_root: str | Path, truth_mm: Mapping[EventKey, tuple[float, float]] | None = None,
+                 options: ProposerOptions | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``iterations.csv``, ``iterations.png`` and ``trajectories.png`` into the run root.
 
-    Returns the Markdown (with the PNGs embedded) and the figures, for artifacts and callers.
+    Returns the Markdown (with the PNGs embedded) and the figures, for artifacts and callers. With a
+    known truth, the figures give the error of each event's best-wRMSD centre and, when the indexer
+    refined the detector, of its combined refined centre (:func:`refined_centres`, with ``options``).
     """
     root = Path(run_root)
     histories = read_ledger(root / LEDGER_NAME)
@@ -83,6 +103,12 @@ def build_report(run_root: str | Path, truth_mm: Mapping[EventKey, tuple[float, 
         figures["median_start_error_mm"] = float(np.median(first)) if first.size else math.nan
         figures["median_centre_error_mm"] = float(np.median(errors)) if errors.size else math.nan
         figures["p90_centre_error_mm"] = float(np.percentile(errors, 90)) if errors.size else math.nan
+        refined = refined_centres(root, histories, options or ProposerOptions())
+        refined_errors = np.array([math.dist(c, truth_mm[k]) for k, c in refined.items() if k in truth_mm])
+        if refined_errors.size:
+            figures["refined_centre_events"] = int(refined_errors.size)
+            figures["median_refined_centre_error_mm"] = float(np.median(refined_errors))
+            figures["p90_refined_centre_error_mm"] = float(np.percentile(refined_errors, 90))
 
     markdown = "\n".join([
         f"# ICI loop report: `{root.name}`\n",

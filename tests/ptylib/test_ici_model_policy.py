@@ -293,12 +293,14 @@ def test_hillmap_digest_ignores_the_model_knobs() -> None:
     assert ProposerOptions(policy="hillmap").digest() == "e6a5d8683e2b9486"
     assert ProposerOptions(policy="hillmap", model_noise_frac=0.1).digest() == "e6a5d8683e2b9486"
     assert ProposerOptions(policy="model").digest() != ProposerOptions(policy="model", model_noise_frac=0.1).digest()
+    # The model policy's digest before the baselines' knob existed: its streams are unchanged too.
+    assert ProposerOptions(policy="model").digest() == "d20a54f730b99e22"
 
 
 @pytest.mark.parametrize(
     ("knobs", "message"),
     [
-        ({"policy": "spiral"}, "policy must be one of"),
+        ({"policy": "grid"}, "policy must be one of"),
         ({"model_probe_frac": 1.5}, "model_probe_frac must lie in"),
         ({"model_min_successes": 3}, "model_min_successes must be >= 4"),
         ({"model_refine_tol_mm": 0.0}, "model_refine_tol_mm must be > 0"),
