@@ -1,12 +1,15 @@
 """Benchmark of the ICI proposer: proposal time, peak memory and a whole ``ici propose`` process.
 
-Run ``python bench/ici.py``. Prints a Markdown report and puts it in ``bench/RESULTS.md`` under
-``## ICI proposer`` (replacing an older section of that name). The reference is a naive Step-1
-hillmap with a Python loop over candidates, timed in the same run on a few events.
+Run ``python bench/ici.py`` (``--dials``: also the DIALS backend's time per still and the share of
+an iteration spent outside DIALS, from :mod:`bench.ici_dials`, on 4 rendered stills; needs Debian's
+``dials``). Prints a Markdown report and puts it in ``bench/RESULTS.md`` under ``## ICI proposer``
+(replacing an older section of that name). The reference is a naive Step-1 hillmap with a Python
+loop over candidates, timed in the same run on a few events.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import resource
@@ -161,7 +164,21 @@ def format_both(histories: dict[EventKey, EventHistory]) -> str:
     return format_state(state_from_ledger(histories, None)) + format_ledger(histories)
 
 
+def dials_rows(work: Path) -> list[tuple[str, str, str]]:
+    """The DIALS backend's time per still and loop overhead (:mod:`bench.ici_dials`) on 4 rendered stills."""
+    from bench.ici_dials import loop_overhead, time_per_still
+    from ptylib.ici.dials_dataset import make_dials_dataset
+
+    if shutil.which("dials.import") is None:
+        sys.exit("--dials: DIALS is not installed: apt-get install -y dials (as root)")
+    data = make_dials_dataset(Path(tempfile.gettempdir()) / "ptyflows-bench-dials-data", events=4)
+    return time_per_still(data, work / "dials", 4) + loop_overhead(data, work / "dials")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dials", action="store_true", help="also time the DIALS backend (needs dials)")
+    args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
     header = machine_line()
     work = Path(tempfile.mkdtemp(prefix="ici-bench-"))
@@ -225,6 +242,8 @@ def main() -> None:
                      f"of which `python -c 'import numpy'` alone takes {statistics.median(floor):.2f} s"))
         rows.append(("reference: naive per-candidate Python loop, Step-1 of one event",
                      f"{naive_per_event * 1e3:.0f} ms/event", f"{len(sample)} events, 8192 candidates"))
+        if args.dials:
+            rows += dials_rows(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -43,6 +43,7 @@ from ptylib.ici.runner import collect_run, concatenate_streams, run_event_batch 
 from ptylib.ici.step2 import event_dir  # noqa: E402
 
 HEADING = "## ICI DIALS backend"
+Row = tuple[str, str, str]
 OFFSETS_MM = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -91,8 +92,8 @@ def _median(values: list[float], digits: int = 3) -> str:
     return f"{statistics.median(values):.{digits}f}" if values else "–"
 
 
-def time_per_still(data, work: Path, n: int) -> list[str]:  # noqa: ANN001
-    """Markdown rows: seconds per still through the CLI programs, the in-process worker, the DIALS server."""
+def time_per_still(data, work: Path, n: int) -> list[Row]:  # noqa: ANN001
+    """Rows (measurement, time, note): seconds per still through the CLI programs, the in-process worker, the DIALS server."""
     keys = resolve_events([str(data.h5_path)])[:n]
     jobs = [EventJob(k, i, 0, *data.true_shift_mm[k.event]) for i, k in enumerate(keys)]
     seconds: dict[str, list[float]] = {}
@@ -116,17 +117,17 @@ def time_per_still(data, work: Path, n: int) -> list[str]:  # noqa: ANN001
             raise RuntimeError(f"the command-line programs did not index {job.key.label()} (see {directory})")
     first, later = seconds["server"][0], statistics.median(seconds["server"][1:] or seconds["server"])
     return [
-        f"| `dials.import`, `dials.find_spots`, `dials.index` as three processes | "
-        f"{statistics.median(seconds['cli']):.1f} s | median of {n} stills; no scoring |",
-        f"| backend, `persistent=False`: the three programs in one DIALS process per still | "
-        f"{statistics.median(seconds['in-process']):.1f} s | median of {n}, whole event script |",
-        f"| backend, `persistent=True` (default): the still handed to the DIALS server | {later:.1f} s | "
-        f"median of stills 2..{n}; the first, which may start the server, {first:.1f} s |",
+        ("`dials.import`, `dials.find_spots`, `dials.index` as three processes",
+         f"{statistics.median(seconds['cli']):.1f} s", f"median of {n} stills; no scoring"),
+        ("backend, `persistent=False`: the three programs in one DIALS process per still",
+         f"{statistics.median(seconds['in-process']):.1f} s", f"median of {n}, whole event script"),
+        ("backend, `persistent=True` (default): the still handed to the DIALS server", f"{later:.1f} s",
+         f"median of stills 2..{n}; the first, which may start the server, {first:.1f} s"),
     ]
 
 
-def loop_overhead(data, work: Path) -> list[str]:  # noqa: ANN001
-    """Markdown rows: one iteration through the loop's kernels vs the DIALS time inside it."""
+def loop_overhead(data, work: Path) -> list[Row]:  # noqa: ANN001
+    """Rows (measurement, time, note): one iteration through the loop's kernels vs the DIALS time inside it."""
     backend = make_backend("dials", data.dials_options)
     keys = resolve_events([str(data.h5_path)])
     root = work / "loop"
@@ -143,8 +144,9 @@ def loop_overhead(data, work: Path) -> list[str]:  # noqa: ANN001
     total = time.monotonic() - start
     inside = sum(json.loads((event_dir(root, plan.run_n, j.event_index) / dials_worker.SUMMARY_NAME).read_text())
                  ["elapsed_s"] for j in plan.jobs)
-    return [f"| one iteration, {len(keys)} events, 1 worker | {total:.1f} s | DIALS workers report {inside:.1f} s: "
-            f"{100 * (1 - inside / total):.1f} % of the iteration is outside DIALS' programs (target <= 10 %) |"]
+    return [(f"one iteration, {len(keys)} events, 1 worker", f"{total:.1f} s",
+             f"DIALS workers report {inside:.1f} s: {100 * (1 - inside / total):.1f} % of the iteration is "
+             "outside DIALS' programs (target <= 10 %)")]
 
 
 def main() -> None:
@@ -171,7 +173,7 @@ def main() -> None:
              "| mode | d (mm) | indexed | median DIALS RMSD (px) | median wRMSD (px) "
              "| median refined-centre error (mm) |",
              "|---|---|---|---|---|---|", *curve, "",
-             "| measurement | time | note |", "|---|---|---|", *timing, *overhead]
+             "| measurement | time | note |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in timing + overhead)]
     report = "\n".join(lines) + "\n"
     print(report)
     store_section(HEADING, report)
