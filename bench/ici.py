@@ -38,7 +38,7 @@ from ptylib.ici.options import ProposerOptions
 from ptylib.ici.policy import propose_events, propose_many
 from ptylib.ici.propose_run import propose_run_root
 from ptylib.ici.rng import event_stream, uniforms
-from ptylib.ici.state import format_state, state_from_ledger
+from ptylib.ici.state import format_ledger_and_state
 from ptylib.ici.step2 import DXDY_NAME, event_dir
 
 HEADING = "## ICI proposer"
@@ -159,11 +159,6 @@ def write_root(root: Path, histories: dict[EventKey, EventHistory], dxdy_fractio
             path.write_text(f"dx,dy\n{rng.normal(0, 5e-6)!r},{rng.normal(0, 5e-6)!r}\n")
 
 
-def format_both(histories: dict[EventKey, EventHistory]) -> str:
-    """Sidecar and ledger text of ``histories`` (the formatting work of a proposing pass)."""
-    return format_state(state_from_ledger(histories, None)) + format_ledger(histories)
-
-
 def dials_rows(work: Path) -> list[tuple[str, str, str]]:
     """The DIALS backend's time per still and loop overhead (:mod:`bench.ici_dials`) on 4 rendered stills."""
     from bench.ici_dials import loop_overhead, time_per_still
@@ -203,7 +198,7 @@ def main() -> None:
             write_root(root, histories, dxdy_fraction=0.8 if n_events < 10_000 else 0.0)
             del histories, proposals
             parse_s, parsed = timed(read_ledger, root / LEDGER_NAME)
-            format_s, _ = timed(format_both, parsed)
+            format_s, _ = timed(format_ledger_and_state, parsed, None)
             del parsed
             seconds_io, outcome = timed(propose_run_root, root, OPTIONS)
             step2_note = " (80 % of indexed events with Step-2 files)" if n_events < 10_000 else ""

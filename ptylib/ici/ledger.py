@@ -52,6 +52,10 @@ from typing import NoReturn
 from ptylib.ici.model import (
     DONE_TOKEN,
     LEDGER_HEADER,
+    RUN_N_OF,
+    SHIFT_X_OF,
+    SHIFT_Y_OF,
+    WRMSD_OF,
     EventHistory,
     EventKey,
     IciInputError,
@@ -72,11 +76,7 @@ _NOT_A_NUMBER = frozenset(("", DONE_TOKEN))  # next_dx_mm of a row without a pro
 _SPECIAL_FIRST = frozenset("#rR \t")
 # Every byte except the control characters; what is left after deleting these marks a binary file.
 _TEXT_BYTES = bytes(byte for byte in range(256) if byte in (9, 10, 13) or 32 <= byte != 127)
-_RUN_N_OF = attrgetter("run_n")
-_X_OF = attrgetter("det_shift_x_mm")
-_Y_OF = attrgetter("det_shift_y_mm")
 _INDEXED_OF = attrgetter("indexed")
-_WRMSD_OF = attrgetter("wrmsd")
 _PROPOSAL_OF = attrgetter("proposal")
 
 
@@ -374,7 +374,7 @@ def _proposal(dx: str, dy: str, reason: str, name: str, line_no: int) -> Proposa
 def _check_run_order(sections: list[EventHistory], rows: list[LedgerRow], starts: list[int],
                      row_line_nos: list[int], name: str) -> None:
     """Reject a run_n repeated within a section; sort the rows of sections given out of run order."""
-    runs = list(map(_RUN_N_OF, rows))
+    runs = list(map(RUN_N_OF, rows))
     # Rows whose run_n does not exceed the previous row's; expected only at the first row of a section.
     drops = compress(range(1, len(runs)), map(le, runs[1:], runs))
     first_rows = set(starts)
@@ -389,7 +389,7 @@ def _check_run_order(sections: list[EventHistory], rows: list[LedgerRow], starts
                 raise IciInputError(name, f"duplicate run_n {run_n} in section {key.h5_path} event {key.event}",
                                     line=row_line_nos[position], field_name="run_n")
             seen.add(run_n)
-        rows[lo:hi] = sorted(rows[lo:hi], key=_RUN_N_OF)
+        rows[lo:hi] = sorted(rows[lo:hi], key=RUN_N_OF)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -451,9 +451,9 @@ def format_rows(histories: Mapping[EventKey, EventHistory]) -> FormattedRows:
         rows += history.rows
         row_keys += repeat(key, len(history.rows))
     with gc_paused():
-        runs = list(map(_RUN_N_OF, rows))
-        xs = list(map(float, map(_X_OF, rows)))
-        ys = list(map(float, map(_Y_OF, rows)))
+        runs = list(map(RUN_N_OF, rows))
+        xs = list(map(float, map(SHIFT_X_OF, rows)))
+        ys = list(map(float, map(SHIFT_Y_OF, rows)))
         if not (all(map(math.isfinite, xs)) and all(map(math.isfinite, ys))) or min(runs, default=0) < 0:
             _raise_for_bad_row(histories)
         x, y = list(map(repr, xs)), list(map(repr, ys))
@@ -464,7 +464,7 @@ def format_rows(histories: Mapping[EventKey, EventHistory]) -> FormattedRows:
                  for proposal, key, run_n, next_shift in zip(map(_PROPOSAL_OF, rows), row_keys, runs, next_shifts)]
         run_n = list(map(str, map(int, runs)))
         indexed = ["1" if flag else "0" for flag in map(_INDEXED_OF, rows)]
-        wrmsd = ["" if value is None or math.isnan(value) else repr(float(value)) for value in map(_WRMSD_OF, rows)]
+        wrmsd = ["" if value is None or math.isnan(value) else repr(float(value)) for value in map(WRMSD_OF, rows)]
         lines = [f"{run},{sx},{sy},{flag},{value},{tail}"
                  for run, sx, sy, flag, value, tail in zip(run_n, x, y, indexed, wrmsd, tails)]
     return FormattedRows(sections, counts, run_n, x, y, indexed, wrmsd, lines)

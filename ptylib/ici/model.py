@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 LEDGER_NAME = "image_run_log.csv"
 STATE_NAME = "image_run_state.json"
@@ -74,6 +75,14 @@ class LedgerRow:
     def succeeded(self) -> bool:
         """A run succeeds when it indexed with a finite wRMSD."""
         return self.wrmsd is not None and math.isfinite(self.wrmsd)
+
+
+# Column getters for the column-wise ledger and sidecar I/O: ledger rows and sidecar trials
+# (ptylib.ici.state.TrialRecord) name these fields alike.
+RUN_N_OF = attrgetter("run_n")
+SHIFT_X_OF = attrgetter("det_shift_x_mm")
+SHIFT_Y_OF = attrgetter("det_shift_y_mm")
+WRMSD_OF = attrgetter("wrmsd")
 
 
 @dataclass

@@ -33,15 +33,19 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeGuard
 
 from ptylib.ici.ledger import format_rows, gc_paused
-from ptylib.ici.model import DONE_TOKEN, EventHistory, EventKey, IciInputError
+from ptylib.ici.model import (
+    DONE_TOKEN,
+    RUN_N_OF,
+    SHIFT_X_OF,
+    SHIFT_Y_OF,
+    WRMSD_OF,
+    EventHistory,
+    EventKey,
+    IciInputError,
+)
 from ptylib.io.atomic import atomic_write_text
 
 _INF = "inf"
-_RUN_N_OF = attrgetter("run_n")
-_X_OF = attrgetter("det_shift_x_mm")
-_Y_OF = attrgetter("det_shift_y_mm")
-_WRMSD_OF = attrgetter("wrmsd")
-_INDEXED_OF = attrgetter("indexed")
 _SUCCESS_OF = attrgetter("success")
 
 
@@ -96,25 +100,20 @@ def state_from_ledger(histories: Mapping[EventKey, EventHistory], previous: RunS
 
     Events absent from the ledger are dropped. ``last_global_run`` is the larger of the previous
     value and the highest run in the ledger; no proposal is appended (the proposer does that).
+    Ingest and propose write the same sidecar without these objects (:func:`format_ledger_and_state`).
     """
     old_events = previous.events if previous is not None else {}
     last_run = previous.last_global_run if previous is not None else -1
     events: dict[EventKey, EventState] = {}
     with gc_paused():
-        rows = [row for history in histories.values() for row in history.rows]
-        wrmsd = list(map(_WRMSD_OF, rows))
-        success = [value is not None and math.isfinite(value) for value in wrmsd]  # LedgerRow.succeeded
-        trials = list(map(TrialRecord, map(_RUN_N_OF, rows), map(_X_OF, rows), map(_Y_OF, rows), wrmsd, success))
-        indexed = list(map(_INDEXED_OF, rows))
-        start = 0
         for key, history in histories.items():
-            stop = start + len(history.rows)
+            trials = [TrialRecord(row.run_n, row.det_shift_x_mm, row.det_shift_y_mm, row.wrmsd, row.succeeded)
+                      for row in history.rows]
+            ever = any(row.indexed for row in history.rows) or any(map(_SUCCESS_OF, trials))
             old = old_events.get(key)
-            ever = any(indexed[start:stop]) or any(success[start:stop])
-            events[key] = EventState(trials[start:stop], list(old.proposal_history) if old else [], ever)
-            if stop > start:
-                last_run = max(last_run, trials[stop - 1].run_n)
-            start = stop
+            events[key] = EventState(trials, list(old.proposal_history) if old else [], ever)
+            if trials:
+                last_run = max(last_run, trials[-1].run_n)
     return RunState(events, last_run)
 
 
@@ -194,14 +193,14 @@ def _trial_texts(run_n: list[str], x: list[str], y: list[str], wrmsd: list[str],
 
 def _trial_columns(trials: list[TrialRecord]) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
     """The JSON text of the trials' fields, column by column (trials are the bulk of a large sidecar)."""
-    xs = list(map(float, map(_X_OF, trials)))
-    ys = list(map(float, map(_Y_OF, trials)))
+    xs = list(map(float, map(SHIFT_X_OF, trials)))
+    ys = list(map(float, map(SHIFT_Y_OF, trials)))
     if not (all(map(math.isfinite, xs)) and all(map(math.isfinite, ys))):
         for trial in trials:
             _check_trial(trial)
-    wrmsd = ["null" if value is None else _wrmsd_json(value) for value in map(_WRMSD_OF, trials)]
+    wrmsd = ["null" if value is None else _wrmsd_json(value) for value in map(WRMSD_OF, trials)]
     success = list(map(_json_bool, map(_SUCCESS_OF, trials)))
-    return list(map(str, map(int, map(_RUN_N_OF, trials)))), list(map(repr, xs)), list(map(repr, ys)), wrmsd, success
+    return list(map(str, map(int, map(RUN_N_OF, trials)))), list(map(repr, xs)), list(map(repr, ys)), wrmsd, success
 
 
 def _check_trial(trial: TrialRecord) -> None:
