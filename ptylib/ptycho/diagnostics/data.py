@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def sample_groups(xcoords: np.ndarray, ycoords: np.ndarray, options: ScenarioOpt
 
 @dataclass(frozen=True)
 class ScenarioData:
-    """The simulated scan split into grouped train and test contract datasets."""
+    """The simulated scan split into train and test contract datasets (grouped once :func:`group_parts` ran)."""
 
     train: dict[str, np.ndarray]
     test: dict[str, np.ndarray]
@@ -62,18 +62,26 @@ class ScenarioData:
     guard_band_dropped: int
 
 
-def simulate_split_group(options: ScenarioOptions) -> ScenarioData:
-    """Lines object, probe (normalised to Σ|P|² = 1, then dose-scaled by the simulation), scan, Poisson data;
-    y split with a guard band; K-choose-C groups per split (the test groups keep every pattern available)."""
+def simulate_split(options: ScenarioOptions) -> ScenarioData:
+    """Lines object, probe (normalised to Σ|P|² = 1, then dose-scaled by the simulation), scan, Poisson data,
+    and the y split with a guard band (no groups yet)."""
     obj = lines_object(options.object_size_px, options.n_lines, rng=rng_for(options.seed, "object"))
     probe_raw = scenario_probe(options)
     probe = probe_raw / np.sqrt(np.sum(np.abs(probe_raw) ** 2))
     x, y = scan_positions(options)
     arrays = simulate_dataset(obj, probe, x, y, options.dose, rng=rng_for(options.seed, "noise"))
     split = split_on_y(x, y, options.patch_size_px)
-    parts = {}
-    for part, index in (("train", split.train), ("test", split.test)):
-        data = subset(arrays, index)
-        groups = sample_groups(data["xcoords"], data["ycoords"], options, rng_for(options.seed, "groups", part))
-        parts[part] = with_groups(data, groups)
-    return ScenarioData(parts["train"], parts["test"], probe_raw, split.y_cut_px, split.dropped)
+    return ScenarioData(subset(arrays, split.train), subset(arrays, split.test), probe_raw, split.y_cut_px,
+                        split.dropped)
+
+
+def group_part(arrays: dict[str, np.ndarray], options: ScenarioOptions, part: str) -> dict[str, np.ndarray]:
+    """One split with its K-choose-C groups (seeded per split); raises ``ValueError`` with too few patterns."""
+    groups = sample_groups(arrays["xcoords"], arrays["ycoords"], options, rng_for(options.seed, "groups", part))
+    return with_groups(arrays, groups)
+
+
+def simulate_split_group(options: ScenarioOptions) -> ScenarioData:
+    """:func:`simulate_split`, then K-choose-C groups in each split."""
+    data = simulate_split(options)
+    return replace(data, train=group_part(data.train, options, "train"), test=group_part(data.test, options, "test"))
