@@ -65,7 +65,8 @@ class ScenarioData:
 def simulate_split(options: ScenarioOptions) -> ScenarioData:
     """Lines object, probe (normalised to Σ|P|² = 1, then dose-scaled by the simulation), scan, Poisson data,
     and the y split with a guard band (no groups yet)."""
-    obj = lines_object(options.object_size_px, options.n_lines, rng=rng_for(options.seed, "object"))
+    obj = lines_object(options.object_size_px, options.n_lines, rng=rng_for(options.seed, "object"),
+                       blur_px=options.line_blur_px)
     probe_raw = scenario_probe(options)
     probe = probe_raw / np.sqrt(np.sum(np.abs(probe_raw) ** 2))
     x, y = scan_positions(options)
