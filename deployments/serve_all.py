@@ -19,6 +19,7 @@ def build_deployments() -> list:
     from flows.ici_demo import ici_demo
     from flows.ici_loop import ici_loop
     from flows.ici_study import ici_study
+    from flows.sim_lines_debug import sim_lines_ab, sim_lines_debug
 
     return [
         ici_loop.to_deployment(
@@ -38,6 +39,14 @@ def build_deployments() -> list:
             name="ici-flight-check", tags=["ici", "flight-check"], interval=FLIGHT_CHECK_EVERY,
             parameters={"run_root": "runs/flight-check/ici", "n_events": 4, "max_iterations": 2},
             description="Every 12 h: the ICI loop end to end on 4 synthetic events.",
+        ),
+        sim_lines_debug.to_deployment(
+            name="sim-lines-debug", tags=["ptycho", "debug"],
+            description="Sim-lines debug scenario (lines object, PINN, stitch) with diagnostics and a pass/fail report.",
+        ),
+        sim_lines_ab.to_deployment(
+            name="sim-lines-ab", tags=["ptycho", "debug"],
+            description="Sim-lines A/B diagnostic: grid vs non-grid, probe normalisation, grouping or reassembly limits.",
         ),
     ]
 

@@ -19,7 +19,8 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     from flows.ici_loop import ici_loop
 
     deployments = {d.name: d for d in build_deployments()}
-    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study"}
+    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study", "sim-lines-debug",
+                                "sim-lines-ab"}
     assert deployments["ici-loop"].entrypoint == "flows/ici_loop.py:ici_loop"
     form = parameter_schema(ici_loop).model_dump()  # what the UI's run form is built from
     assert form["required"] == ["run_root"]
@@ -30,6 +31,12 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     study_form = parameter_schema(ici_study).model_dump()
     assert {"modes", "strategies", "proposer", "indexer"} <= set(study_form["properties"])
     assert "baseline_runs" in study_form["definitions"]["ProposerOptions"]["properties"]
+    from flows.sim_lines_debug import sim_lines_debug
+
+    debug_form = parameter_schema(sim_lines_debug).model_dump()
+    assert debug_form["properties"]["scenario"]["enum"][:2] == ["gs1_ideal", "gs2_ideal"]
+    assert {"epochs", "rescale", "probe_npz", "canvas_px", "options"} <= set(debug_form["properties"])
+    assert "min_pearson" in debug_form["definitions"]["ScenarioOptions"]["properties"]
     check = deployments["ici-flight-check"]
     assert check.schedules[0].schedule.interval == FLIGHT_CHECK_EVERY
     assert check.parameters == {"run_root": "runs/flight-check/ici", "n_events": 4, "max_iterations": 2}
