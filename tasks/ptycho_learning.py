@@ -18,7 +18,12 @@ from ptylib.io.atomic import atomic_write_json
 from ptylib.ptycho import comparison, summary, training_jobs
 from ptylib.ptycho.pinn.options import ModelKind
 from ptylib.ptycho.study import dose_label, load_design
-from tasks.artifacts import ProgressArtifact, publish_markdown, publish_pngs, publish_table
+from tasks.artifacts import (
+    ProgressArtifact,
+    publish_markdown,
+    publish_pngs,
+    publish_table,
+)
 
 TRAINING_MANIFEST = Path("phase_e") / "training_manifest.json"
 SKIP_SUMMARY = Path("phase_e") / "skip_summary.json"

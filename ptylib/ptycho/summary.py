@@ -53,7 +53,7 @@ def target_checks(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def _dose_view_table(rows: Sequence[Mapping[str, Any]]) -> str:
     shown = []
     for row in rows:
-        best = max((r["phase_ms_ssim"] for r in rows if r["dose"] == row["dose"] and r["view"] == row["view"]))
+        best = max(r["phase_ms_ssim"] for r in rows if r["dose"] == row["dose"] and r["view"] == row["view"])
         mark = "**" if row["phase_ms_ssim"] == best else ""
         shown.append({"dose": f"{row['dose']:g}", "view": row["view"], "method": row["method"],
                       "phase MS-SSIM": f"{mark}{row['phase_ms_ssim']:.4f}{mark}",
@@ -84,8 +84,8 @@ def write_summary(design: StudyDesign, comparisons: Sequence[Mapping[str, Any]],
                     for s in skipped]
     text = "\n".join([
         f"# Dose/overlap study summary (profile {design.profile})", "",
-        "Every method reconstructs the same test split, is cut from the same object region and registered the "
-        "same way; **bold** marks the best phase MS-SSIM (the emphasised metric) of each dose and view.", "",
+        ("Every method reconstructs the same test split, is cut from the same object region and registered the "
+         "same way; **bold** marks the best phase MS-SSIM (the emphasised metric) of each dose and view."), "",
         _dose_view_table(rows), "",
         "## Targets", "", markdown_table([{**c, "met": "yes" if c["met"] else "no"} for c in checks])
         if checks else "No target applies to this design.", "",

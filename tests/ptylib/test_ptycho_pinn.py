@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from ptylib.ptycho import study
 from ptylib.ptycho.contract import DatasetContractError
@@ -15,16 +16,17 @@ from ptylib.ptycho.forward import extract_patches, simulate_intensities, snap_po
 from ptylib.ptycho.grouping import knn_groups
 from ptylib.ptycho.metrics import pearson
 from ptylib.ptycho.objects import synthetic_object
+from ptylib.ptycho.pinn import physics
+from ptylib.ptycho.pinn.infer import check_compatible, predict_patches
+from ptylib.ptycho.pinn.options import ModelKind, TrainingOptions
+from ptylib.ptycho.pinn.store import load_model, save_model
+from ptylib.ptycho.pinn.train import (
+    NonFiniteTrainingError,
+    first_non_finite,
+    train_model,
+)
 from ptylib.ptycho.probes import focused_probe
 from ptylib.ptycho.scans import raster_positions
-
-tf = pytest.importorskip("tensorflow")
-
-from ptylib.ptycho.pinn import physics  # noqa: E402
-from ptylib.ptycho.pinn.infer import check_compatible, predict_patches  # noqa: E402
-from ptylib.ptycho.pinn.options import ModelKind, TrainingOptions  # noqa: E402
-from ptylib.ptycho.pinn.store import load_model, save_model  # noqa: E402
-from ptylib.ptycho.pinn.train import NonFiniteTrainingError, first_non_finite, train_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
