@@ -9,11 +9,18 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from tasks.ptycho import DESIGN, LSQML_MANIFEST, RUN_MANIFEST, VIEWS_MANIFEST, read_json
-from tasks.ptycho_learning import (
+from ptylib.ptycho.layout import (
     COMPARISON_MANIFEST,
+    DESIGN,
+    LSQML_MANIFEST,
+    RUN_MANIFEST,
     SKIP_SUMMARY,
     TRAINING_MANIFEST,
+    VIEWS_MANIFEST,
+)
+from ptylib.ptycho.study import run_relative
+from tasks.ptycho import read_json
+from tasks.ptycho_learning import (
     compare_task,
     comparison_conditions,
     comparison_manifest_task,
@@ -71,4 +78,4 @@ def summary_phase(run_dir: str) -> str:
                + [s | {"job": "comparison"} for s in compared["skipped"]])
     result = summary_task(run_dir, str(Path(run_dir) / DESIGN), compared["comparisons"], skipped,
                           read_json(run_dir, TRAINING_MANIFEST, "E")["jobs"])
-    return result["summary_md"]
+    return run_relative(result["summary_md"], run_dir)

@@ -12,6 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ptylib.ptycho.lsqml import Device, LSQMLOptions, resolve_device
+from ptylib.ptycho.options import StudyDesign
+
 COMMANDS = {"generate": ("ABC", "phases A-C: design, inputs, datasets per dose"),
             "views": ("ABCD", "phases A-D: ... and dense/sparse overlap views"),
             "lsqml": ("ABCDF", "phases A-D and F: ... and pty-chi LSQML of every test split"),
@@ -49,6 +52,14 @@ def add_study_arguments(subparsers: argparse._SubParsersAction) -> None:
                                                   "the synthetic fly64-like pair")
         command.add_argument("--torch-threads", type=int, default=1,
                              help="torch threads for LSQML (default 1; more rarely helps pty-chi on CPU)")
+        command.add_argument("--lsqml-batch-size", type=int, metavar="N",
+                             help=f"{_doc(StudyDesign, 'lsqml_batch_size')} (default: the profile's, "
+                                  f"{StudyDesign.model_fields['lsqml_batch_size'].default} in small and full)")
+        command.add_argument("--device", choices=[d.value for d in Device], default=Device.AUTO.value,
+                             help=f"where LSQML runs: {_doc(LSQMLOptions, 'device')} (default auto)")
+        command.add_argument("--force", action="store_true",
+                             help="replace inputs that the run folder made from another object (and all that "
+                                  "was derived from them); without it such a run is refused")
         if name == "run":
             command.add_argument("--phases", default=phases, help="letters of the phases to run (default ABCDEFGH)")
         if "E" in phases:
@@ -73,22 +84,45 @@ def add_study_arguments(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=run_check_loss)
 
 
+def _doc(model: type, field: str) -> str:
+    """A field's docstring without its final full stop (argparse help text)."""
+    return (model.model_fields[field].description or field).rstrip(".")
+
+
 def run_study(args: argparse.Namespace) -> int:
-    """Run the study flow for the chosen phases; print where the outputs are. Exit code 2 on bad input."""
+    """Run the study flow for the chosen phases; print where the outputs are. Exit code 2 on bad input.
+
+    The design, the run folder and a guardrail reference are checked before the flow starts, so bad input
+    gives one line, no traceback.
+    """
     reference = getattr(args, "guardrail_reference", None)
     if reference is not None and not Path(reference).is_file():
         print(f"error: {reference}: no such guardrail reference manifest", file=sys.stderr)
         return 2
-    from flows.dose_overlap_study import dose_overlap_study
     from ptylib.io.lock import RunRootLockedError
+    from ptylib.ptycho.study import check_run_dir, one_line
 
     run_dir = args.run_dir or f"runs/study-{args.profile}"
     training = {"doses": args.dose, "views": args.view, "gridsizes": args.gridsize, "dry_run": args.dry_run,
                 "guardrail_reference": reference,
                 "guardrail_tolerance": args.guardrail_tolerance} if "E" in args.phases else {}
     try:
-        result = dose_overlap_study(run_dir=run_dir, profile=args.profile, object_npz=args.object_npz,
-                                    phases=args.phases, torch_threads=args.torch_threads, **training)
+        design = StudyDesign.for_profile(args.profile)
+        if args.lsqml_batch_size is not None:
+            design = StudyDesign.model_validate(design.model_dump() | {"lsqml_batch_size": args.lsqml_batch_size})
+        check_run_dir(run_dir, design, args.object_npz, force=args.force)
+        if "F" in args.phases:
+            resolve_device(Device(args.device))
+    except ValueError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    from flows.dose_overlap_study import dose_overlap_study
+
+    try:
+        result = dose_overlap_study(run_dir=run_dir, profile=args.profile, design=design,
+                                    object_npz=args.object_npz, phases=args.phases,
+                                    torch_threads=args.torch_threads, device=Device(args.device), force=args.force,
+                                    **training)
     except (ValueError, RunRootLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,21 +16,22 @@ from prefect.cache_policies import NO_CACHE
 
 from ptylib.io.atomic import atomic_write_json
 from ptylib.ptycho import comparison, summary, training_jobs
+from ptylib.ptycho.layout import (
+    COMPARISON_MANIFEST,
+    GUARDRAIL,
+    SKIP_SUMMARY,
+    SUMMARY_DIR,
+    TRAINING_MANIFEST,
+    TRAINING_PLAN,
+)
 from ptylib.ptycho.pinn.options import ModelKind
-from ptylib.ptycho.study import dose_label, load_design
+from ptylib.ptycho.study import dose_label, load_design, run_relative
 from tasks.artifacts import (
     ProgressArtifact,
     publish_markdown,
     publish_pngs,
     publish_table,
 )
-
-TRAINING_MANIFEST = Path("phase_e") / "training_manifest.json"
-SKIP_SUMMARY = Path("phase_e") / "skip_summary.json"
-TRAINING_PLAN = Path("phase_e") / "training_plan.json"
-GUARDRAIL = Path("phase_e") / "guardrail.json"
-COMPARISON_MANIFEST = Path("phase_g") / "comparison_manifest.json"
-SUMMARY_DIR = Path("phase_h")
 
 
 def job_from_dict(job: Mapping[str, Any]) -> training_jobs.TrainingJob:
@@ -63,8 +64,8 @@ def train_job_task(run_dir: str, design_json: str, job: Mapping[str, Any]) -> di
     design = load_design(design_json)
     spec = job_from_dict(job)
     progress = ProgressArtifact(design.training.epochs, f"training {spec.job_id}: epochs")
-    out = Path(run_dir) / TRAINING_MANIFEST.parent / dose_label(spec.dose) / spec.name
-    record = training_jobs.train_job(design, spec, out, on_epoch=lambda epoch, loss: progress.advance())
+    out = TRAINING_MANIFEST.parent / dose_label(spec.dose) / spec.name
+    record = training_jobs.train_job(design, spec, out, root=run_dir, on_epoch=lambda epoch, loss: progress.advance())
     progress.advance(progress.total)
     return record
 
@@ -75,27 +76,26 @@ def training_manifest_task(run_dir: str, records: Sequence[Mapping[str, Any]],
     """Merge the jobs into ``phase_e/training_manifest.json``, write ``skip_summary.json``, publish table and plots."""
     path = Path(run_dir) / TRAINING_MANIFEST
     previous = training_jobs.load_manifest(path, "existing")["jobs"] if path.exists() else []
-    entries = {e["job"]: e for e in previous} | {r["job"]: training_jobs.manifest_entry(r, run_dir) for r in records}
+    entries = {e["job"]: e for e in previous} | {r["job"]: training_jobs.manifest_entry(r) for r in records}
     skip_path = Path(run_dir) / SKIP_SUMMARY
     atomic_write_json(skip_path, {"skipped_views": list(skipped), "skipped_count": len(skipped)})
     atomic_write_json(path, {"phase": "E", "jobs": sorted(entries.values(), key=lambda e: (e["dose"], e["job"])),
-                             "skip_summary": training_jobs.relative(skip_path, run_dir)})
+                             "skip_summary": run_relative(skip_path, run_dir)})
     publish_table("study-training", [{
         "job": r["job"], "groups": r["n_groups"], "epochs": r["epochs"], "final loss": r["final_loss"],
         "s/epoch": r["seconds_per_epoch"], "reused": bool(r.get("reused"))} for r in records],
         "phase E: trained networks")
-    publish_pngs("study-training-loss", {r["job"]: r["loss_png"] for r in records},
+    publish_pngs("study-training-loss", {r["job"]: Path(run_dir) / r["loss_png"] for r in records},
                  "# Training loss per epoch (phase E)\n")
-    return str(path)
+    return TRAINING_MANIFEST.as_posix()
 
 
 @task(name="study-training-dry-run", cache_policy=NO_CACHE)
 def training_plan_file_task(run_dir: str, plan: Mapping[str, Any]) -> str:
     """``--dry-run``: write the planned jobs to ``phase_e/training_plan.json``; nothing is trained."""
     path = Path(run_dir) / TRAINING_PLAN
-    atomic_write_json(path, {"dry_run": True, "jobs": [j | {"dataset": training_jobs.relative(j["dataset"], run_dir)}
-                                                       for j in plan["jobs"]], "skipped": plan["skipped"]})
-    return str(path)
+    atomic_write_json(path, {"dry_run": True, "jobs": list(plan["jobs"]), "skipped": plan["skipped"]})
+    return TRAINING_PLAN.as_posix()
 
 
 @task(name="study-loss-guardrail", cache_policy=NO_CACHE)
@@ -112,13 +112,13 @@ def guardrail_task(run_dir: str, reference: str, tolerance: float, doses: Sequen
         raise
     atomic_write_json(path, {"reference": reference, "tolerance": tolerance, "passed": True, "jobs": rows})
     publish_table("study-loss-guardrail", rows, f"phase E: loss guardrail (tolerance {tolerance:.0%})")
-    return str(path)
+    return GUARDRAIL.as_posix()
 
 
 def comparison_conditions(run_dir: str, training: Sequence[Mapping[str, Any]],
                           lsqml: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every dose × view with a PINN, a baseline and an LSQML reconstruction; the rest as skips with reasons."""
-    models = {(float(t["dose"]), t["name"]): str(Path(run_dir) / t["model_dir"]) for t in training}
+    models = {(float(t["dose"]), t["name"]): t["model_dir"] for t in training}
     conditions, skipped = [], []
     for rec in lsqml:
         dose, view = float(rec["dose"]), rec["target"]
@@ -139,10 +139,10 @@ def comparison_conditions(run_dir: str, training: Sequence[Mapping[str, Any]],
 def compare_task(run_dir: str, design_json: str, condition: Mapping[str, Any]) -> dict[str, Any]:
     """Phase G for one dose × view; returns the comparison record."""
     label = f"{dose_label(condition['dose'])} {condition['view']}"
-    out = Path(run_dir) / COMPARISON_MANIFEST.parent / dose_label(condition["dose"]) / condition["view"]
+    out = COMPARISON_MANIFEST.parent / dose_label(condition["dose"]) / condition["view"]
     return comparison.compare_condition(load_design(design_json), condition["dose"], condition["view"],
                                         condition["test"], condition["models"], condition["lsqml_npz"], out,
-                                        f"{label}: PINN vs baseline vs LSQML")
+                                        f"{label}: PINN vs baseline vs LSQML", root=run_dir)
 
 
 @task(name="study-comparison-manifest", cache_policy=NO_CACHE)
@@ -153,9 +153,10 @@ def comparison_manifest_task(run_dir: str, records: Sequence[Mapping[str, Any]],
     atomic_write_json(path, {"phase": "G", "comparisons": list(records), "skipped": list(skipped)})
     publish_table("study-comparison", [{"dose": r["dose"], "view": r["view"], **row} for r in records
                                        for row in r["rows"]], "phase G: PINN vs baseline vs LSQML")
-    publish_pngs("study-comparison-figures", {f"{dose_label(r['dose'])} {r['view']}": r["figure"] for r in records},
+    publish_pngs("study-comparison-figures", {f"{dose_label(r['dose'])} {r['view']}": Path(run_dir) / r["figure"]
+                                              for r in records},
                  "# Three-way comparisons (phase G)\n")
-    return str(path)
+    return COMPARISON_MANIFEST.as_posix()
 
 
 @task(name="study-summary", cache_policy=NO_CACHE)

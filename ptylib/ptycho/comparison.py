@@ -23,7 +23,7 @@ from ptylib.ptycho.contract import load_dataset
 from ptylib.ptycho.metrics import compare, register
 from ptylib.ptycho.options import StudyDesign
 from ptylib.ptycho.stitch import window
-from ptylib.ptycho.study import reusable, step_key
+from ptylib.ptycho.study import reusable, run_relative, step_key
 
 METHODS: tuple[str, ...] = ("pinn", "baseline", "lsqml")
 MAX_SHIFT_PX = 4.0
@@ -61,16 +61,19 @@ def pinn_image(model_dir: str | os.PathLike[str], data: Mapping[str, np.ndarray]
 
 
 def compare_condition(design: StudyDesign, dose: float, view: str, test_npz: str, model_dirs: Mapping[str, str],
-                      lsqml_npz: str, out_dir: str | os.PathLike[str], title: str) -> dict[str, Any]:
+                      lsqml_npz: str, out_dir: str | os.PathLike[str], title: str, *,
+                      root: str | os.PathLike[str]) -> dict[str, Any]:
     """Reconstruct the test split with each model, align all three methods to the truth and score them.
 
-    ``model_dirs`` maps ``pinn`` and ``baseline`` to saved model folders. Writes ``aligned.npz`` (truth and
-    registered images), ``metrics.csv``, ``metrics.json``, ``comparison.png`` and ``comparison_record.json``.
+    ``model_dirs`` maps ``pinn`` and ``baseline`` to saved model folders; they, ``test_npz``, ``lsqml_npz`` and
+    ``out_dir`` are relative to the run folder ``root``. Writes ``aligned.npz`` (truth and registered
+    images), ``metrics.csv``, ``metrics.json``, ``comparison.png`` and ``comparison_record.json``.
     """
-    out = Path(out_dir)
-    inputs = {"test": test_npz, "lsqml": lsqml_npz} | {m: str(Path(d) / "model.keras") for m, d in model_dirs.items()}
+    out, test_npz, lsqml_npz = Path(root) / out_dir, str(Path(root) / test_npz), Path(root) / lsqml_npz
+    model_dirs = {m: Path(root) / d for m, d in model_dirs.items()}
+    inputs = {"test": test_npz, "lsqml": lsqml_npz} | {m: d / "model.keras" for m, d in model_dirs.items()}
     key = step_key(design, inputs, dose=dose, view=view, max_shift_px=MAX_SHIFT_PX)
-    if (done := reusable(out / "comparison_record.json", key)) is not None:
+    if (done := reusable(out / "comparison_record.json", key, root)) is not None:
         return done | {"reused": True}
     data = load_dataset(test_npz)
     with np.load(lsqml_npz) as lsqml:
@@ -102,8 +105,8 @@ def compare_condition(design: StudyDesign, dose: float, view: str, test_npz: str
     atomic_write_json(out / "metrics.json", rows)
     figure = save_figure(plots.comparison_figure(aligned, METHODS, curves, design.frc_threshold, title),
                          out / "comparison.png")
-    files = [str(out / name) for name in ("aligned.npz", "metrics.csv", "metrics.json")] + [str(figure)]
-    record = {"key": key, "dose": float(dose), "view": view, "test_dataset": test_npz, "rows": rows,
+    files = [run_relative(out / name, root) for name in ("aligned.npz", "metrics.csv", "metrics.json", figure.name)]
+    record = {"key": key, "dose": float(dose), "view": view, "test_dataset": run_relative(test_npz, root), "rows": rows,
               "inference": timing, "region_yx": [top_left[0], top_left[0] + shape[0], top_left[1], top_left[1] + shape[1]],
               "aligned_npz": files[0], "metrics_csv": files[1], "metrics_json": files[2], "figure": files[3],
               "files": files}

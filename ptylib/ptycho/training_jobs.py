@@ -24,7 +24,7 @@ from ptylib.ptycho import plots
 from ptylib.ptycho.contract import load_dataset
 from ptylib.ptycho.options import StudyDesign
 from ptylib.ptycho.pinn.options import ModelKind
-from ptylib.ptycho.study import dose_label, reusable, step_key
+from ptylib.ptycho.study import dose_label, reusable, run_relative, step_key
 
 FULL_VIEW = "full"
 """Name of the 'view' that is a dose's whole train/test split (phase C), not an overlap view."""
@@ -43,7 +43,7 @@ class TrainingJob:
     gridsize: int
     kind: ModelKind
     dataset: str
-    """Train split NPZ (absolute path)."""
+    """Train split NPZ, relative to the run folder."""
 
     @property
     def name(self) -> str:
@@ -89,26 +89,24 @@ def select_jobs(jobs: Iterable[TrainingJob], *, doses: Sequence[float] = (), vie
             and (not views or j.view in views) and (not gridsizes or j.gridsize in gridsizes)]
 
 
-def relative(path: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> str:
-    """``path`` relative to the run folder (POSIX separators), for records that move with the folder."""
-    return Path(os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())).as_posix()
-
-
 def train_job(design: StudyDesign, job: TrainingJob, out_dir: str | os.PathLike[str], *,
-              on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-    """Train one job (or reuse its finished record): model folder, history JSON, loss plot, record."""
+              root: str | os.PathLike[str], on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Train one job (or reuse its finished record): model folder, history JSON, loss plot, record.
+
+    ``out_dir`` and the job's dataset are relative to the run folder ``root``; so are the record's paths.
+    """
     from ptylib.ptycho.pinn.store import save_model
     from ptylib.ptycho.pinn.train import train_model
 
-    out = Path(out_dir)
+    out, dataset = Path(root) / out_dir, Path(root) / job.dataset
     options = design.training
-    key = step_key(design, {"dataset": job.dataset}, job=job.name, gridsize=job.gridsize, kind=job.kind.value)
-    if (done := reusable(out / "training_record.json", key)) is not None:
+    key = step_key(design, {"dataset": dataset}, job=job.name, gridsize=job.gridsize, kind=job.kind.value)
+    if (done := reusable(out / "training_record.json", key, root)) is not None:
         return done | {"reused": True}
-    data = load_dataset(job.dataset)
+    data = load_dataset(dataset)
     start = time.perf_counter()
-    result = train_model(data, job.kind, job.gridsize, options, source=job.dataset, on_epoch=on_epoch)
-    dataset_sha = sha256_file(job.dataset)
+    result = train_model(data, job.kind, job.gridsize, options, source=str(dataset), on_epoch=on_epoch)
+    dataset_sha = sha256_file(dataset)
     sidecar = save_model(out / "model", result, job=job.job_id, dose=job.dose, view=job.view,
                          options=options.model_dump(mode="json"), train_dataset_sha256=dataset_sha)
     history_path = out / "history.json"
@@ -116,27 +114,23 @@ def train_job(design: StudyDesign, job: TrainingJob, out_dir: str | os.PathLike[
     loss_png = save_figure(plots.loss_figure(
         [h["loss"] for h in result.history], f"{job.job_id}: training loss",
         ylabel="Poisson NLL − saturated" if job.kind == ModelKind.PINN else "patch MAE"), out / "loss.png")
-    files = [str(out / "model" / "model.keras"), str(out / "model" / "model.json"), str(history_path), str(loss_png)]
+    files = [run_relative(p, root) for p in (out / "model" / "model.keras", out / "model" / "model.json", history_path,
+                                             loss_png)]
     record = {"key": key, **{k: v for k, v in asdict(job).items() if k != "kind"}, "kind": job.kind.value,
               "job": job.job_id, "name": job.name, "dataset_sha256": dataset_sha, "n_groups": len(data["xcoords"] if job.gridsize == 1 else data["group_indices"]),
               "seed": options.seed, "epochs": len(result.history), "initial_loss": result.initial_loss,
               "final_loss": result.final_loss,
               "wall_seconds": time.perf_counter() - start, "seconds_per_epoch": result.seconds_per_epoch,
-              "intensity_scale": result.intensity_scale, "model_dir": str(out / "model"),
-              "model_sha256": sidecar["model_sha256"], "history_json": str(history_path), "loss_png": str(loss_png),
-              "files": files}
+              "intensity_scale": result.intensity_scale, "model_dir": run_relative(out / "model", root),
+              "model_path": files[0], "model_sha256": sidecar["model_sha256"], "history_json": files[2],
+              "loss_png": files[3], "files": files}
     atomic_write_json(out / "training_record.json", record)
     return record
 
 
-def manifest_entry(record: Mapping[str, Any], run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """A job record as a ``training_manifest.json`` entry: paths relative to the run folder."""
-    entry = {k: v for k, v in record.items() if k not in {"key", "files", "dataset", "model_dir", "history_json",
-                                                           "loss_png"}}
-    for name in ("dataset", "model_dir", "history_json", "loss_png"):
-        entry[name] = relative(record[name], run_dir)
-    entry["model_path"] = relative(Path(record["model_dir"]) / "model.keras", run_dir)
-    return entry
+def manifest_entry(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A job record as a ``training_manifest.json`` entry (paths relative to the run folder)."""
+    return {k: v for k, v in record.items() if k not in {"key", "files"}}
 
 
 def load_manifest(path: str | os.PathLike[str], what: str) -> dict[str, Any]:

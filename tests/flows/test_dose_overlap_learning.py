@@ -76,7 +76,7 @@ def test_unchanged_jobs_are_not_retrained_and_filters_dry_run_guardrail(smoke_st
     assert {j["job"]: j["model_sha256"] for j in _json(manifest_path)["jobs"]} == before  # merged, not replaced
 
     plan_path = train_phase(run_dir=str(smoke_study), gridsizes=[2], dry_run=True)
-    plan = _json(Path(plan_path))
+    plan = _json(smoke_study / plan_path)
     assert [j["job"] for j in plan["jobs"]] == ["dose_1000/pinn_gs2_dense", "dose_100000/pinn_gs2_dense"]
     assert len(plan["skipped"]) == 2 and plan["dry_run"] is True
 
@@ -108,7 +108,7 @@ def test_comparison_files_and_fields(smoke_study: Path) -> None:
     conditions = {(c["dose"], c["view"]) for c in compared["comparisons"]}
     assert conditions == {(d, v) for d in (1e3, 1e5) for v in ("full", "dense")}
     for record in compared["comparisons"]:
-        folder = Path(record["metrics_csv"]).parent
+        folder = smoke_study / Path(record["metrics_csv"]).parent
         with open(folder / "metrics.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
         assert [r["method"] for r in rows] == ["pinn", "baseline", "lsqml"]
