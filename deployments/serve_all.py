@@ -16,6 +16,7 @@ FLIGHT_CHECK_EVERY = timedelta(hours=12)
 
 def build_deployments() -> list:
     """The deployments served by this module (Prefect ``RunnerDeployment`` objects)."""
+    from flows.dose_overlap_study import dose_overlap_study
     from flows.ici_demo import ici_demo
     from flows.ici_loop import ici_loop
     from flows.ici_study import ici_study
@@ -33,6 +34,11 @@ def build_deployments() -> list:
         ici_study.to_deployment(
             name="ici-study", tags=["ici", "study"],
             description="ICI convergence study: the proposer vs the seed's hillmap, spiral and random search.",
+        ),
+        dose_overlap_study.to_deployment(
+            name="dose-overlap-study", tags=["ptycho", "study"],
+            description="Dose/overlap ptychography study A-H: datasets, views, PINN/baseline training (TensorFlow), "
+                        "pty-chi LSQML, three-way comparison, summary. Set run_dir and profile in the form.",
         ),
         # A scheduled flight check on tiny synthetic data: a broken install shows up as a failed run.
         ici_demo.to_deployment(

@@ -19,7 +19,7 @@ pipelines:
   ici        iterative detector-shift (beam-centre) indexing loop for serial crystallography
   simulate   render one diffraction image with the differentiable (torch) simulator
   refine     recover mosaic spread and misset by gradient descent through the simulator
-  study      dose/overlap ptychography study (datasets, overlap views, pty-chi LSQML)
+  study      dose/overlap ptychography study (datasets, views, PINN, LSQML, comparison)
   debug      sim-lines debug scenarios: PINN on a lines object, diagnostics, pass/fail report
   demo       the main job on the built-in synthetic data (small profile)
 """

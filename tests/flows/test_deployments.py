@@ -19,8 +19,8 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     from flows.ici_loop import ici_loop
 
     deployments = {d.name: d for d in build_deployments()}
-    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study", "sim-lines-debug",
-                                "sim-lines-ab"}
+    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study", "dose-overlap-study",
+                                "sim-lines-debug", "sim-lines-ab"}
     assert deployments["ici-loop"].entrypoint == "flows/ici_loop.py:ici_loop"
     form = parameter_schema(ici_loop).model_dump()  # what the UI's run form is built from
     assert form["required"] == ["run_root"]
@@ -31,6 +31,12 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     study_form = parameter_schema(ici_study).model_dump()
     assert {"modes", "strategies", "proposer", "indexer"} <= set(study_form["properties"])
     assert "baseline_runs" in study_form["definitions"]["ProposerOptions"]["properties"]
+    from flows.dose_overlap_study import dose_overlap_study
+
+    study = parameter_schema(dose_overlap_study).model_dump()
+    assert study["required"] == ["run_dir"]
+    assert {"profile", "phases", "doses", "views", "gridsizes", "dry_run", "guardrail_reference"} <= set(
+        study["properties"])
     from flows.sim_lines_debug import sim_lines_debug
 
     debug_form = parameter_schema(sim_lines_debug).model_dump()
