@@ -15,7 +15,11 @@ import types
 import typing
 
 from ptylib.ptycho.diagnostics.ab import AB_KINDS
-from ptylib.ptycho.diagnostics.scenario import BUILTIN, ScenarioOptions, builtin_scenario
+from ptylib.ptycho.diagnostics.scenario import (
+    BUILTIN,
+    ScenarioOptions,
+    builtin_scenario,
+)
 
 EXIT_INPUT_ERROR = 2
 NOT_FLAGS = ("name",)

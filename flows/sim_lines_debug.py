@@ -15,7 +15,12 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 
 from ptylib.ptycho.diagnostics.ab import default_scenarios
-from ptylib.ptycho.diagnostics.scenario import BUILTIN, Rescale, ScenarioOptions, builtin_scenario
+from ptylib.ptycho.diagnostics.scenario import (
+    BUILTIN,
+    Rescale,
+    ScenarioOptions,
+    builtin_scenario,
+)
 from tasks.sim_lines_debug import (
     ab_task,
     compare_task,

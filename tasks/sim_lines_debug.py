@@ -12,7 +12,12 @@ from prefect.cache_policies import NO_CACHE
 
 from ptylib.ptycho.diagnostics import ab, runner
 from ptylib.ptycho.diagnostics.scenario import ScenarioOptions
-from tasks.artifacts import ProgressArtifact, publish_markdown, publish_pngs, publish_table
+from tasks.artifacts import (
+    ProgressArtifact,
+    publish_markdown,
+    publish_pngs,
+    publish_table,
+)
 
 
 def _publish_md(out: str, name: str, options: ScenarioOptions) -> None:

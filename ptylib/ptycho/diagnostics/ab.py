@@ -12,10 +12,15 @@ import numpy as np
 
 from ptylib.io.atomic import atomic_write_json, atomic_write_text
 from ptylib.io.report import markdown_table
-from ptylib.ptycho.diagnostics.data import group_part, simulate_split, simulate_split_group
+from ptylib.ptycho.diagnostics.data import (
+    group_part,
+    simulate_split,
+    simulate_split_group,
+)
 from ptylib.ptycho.diagnostics.grouping_stats import grouping_failure, grouping_summary
 from ptylib.ptycho.diagnostics.probe_stats import probe_normalisation_ab
 from ptylib.ptycho.diagnostics.reassembly import reassembly_limits, stitch_frame
+from ptylib.ptycho.diagnostics.report import flatten
 from ptylib.ptycho.diagnostics.scenario import ScenarioOptions, builtin_scenario
 
 PathLike = str | os.PathLike[str]
@@ -74,7 +79,7 @@ def grouping_rows(scenarios: Sequence[ScenarioOptions]) -> list[dict[str, Any]]:
             except ValueError as exc:
                 summary = grouping_failure(exc, len(arrays["xcoords"]), options.n_groups)
             rows.append({"config": label, "split": part, "gridsize": options.gridsize, "K": options.neighbor_count,
-                         **_flatten(summary)})
+                         **flatten(summary)})
     return rows
 
 
@@ -92,16 +97,6 @@ def reassembly_rows(scenarios: Sequence[ScenarioOptions], canvas_px: int | None 
             rows.append({"scenario": options.name, "canvas": label,
                          **reassembly_limits(crops, frame.offsets_xy, frame.side)})
     return rows
-
-
-def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, Mapping):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _write(out: PathLike, kind: str, title: str, rows: list[dict[str, Any]]) -> dict[str, Any]:

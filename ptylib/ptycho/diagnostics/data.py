@@ -9,7 +9,12 @@ import numpy as np
 
 from ptylib.ptycho.dataset import simulate_dataset, subset, with_groups
 from ptylib.ptycho.diagnostics.lines import lines_object
-from ptylib.ptycho.diagnostics.scenario import ProbeKind, ScanKind, ScenarioOptions, load_custom_probe
+from ptylib.ptycho.diagnostics.scenario import (
+    ProbeKind,
+    ScanKind,
+    ScenarioOptions,
+    load_custom_probe,
+)
 from ptylib.ptycho.grouping import Groups, check_grouping, group_geometry, knn_groups
 from ptylib.ptycho.probes import focused_probe
 from ptylib.ptycho.scans import raster_positions

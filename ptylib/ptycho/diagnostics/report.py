@@ -9,6 +9,17 @@ from typing import Any
 from ptylib.io.report import markdown_table
 
 
+def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level with dotted keys (``offsets.x.min``), for tables."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def check(name: str, passed: bool, value: Any, threshold: Any) -> dict[str, Any]:
     """One row of the report's ``checks`` list."""
     return {"name": name, "passed": bool(passed), "value": value, "threshold": threshold}

@@ -14,14 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from ptylib.io.atomic import atomic_open, atomic_save_npy, atomic_write_json, atomic_write_text
+from ptylib.io.atomic import (
+    atomic_open,
+    atomic_save_npy,
+    atomic_write_json,
+    atomic_write_text,
+)
 from ptylib.io.report import markdown_table, save_figure
 from ptylib.ptycho.contract import load_dataset, save_dataset
 from ptylib.ptycho.diagnostics import comparison, figures, report
 from ptylib.ptycho.diagnostics.data import simulate_split_group
 from ptylib.ptycho.diagnostics.grouping_stats import grouping_summary
 from ptylib.ptycho.diagnostics.probe_stats import probe_normalisation_ab
-from ptylib.ptycho.diagnostics.reassembly import reassembly_limits, stitch_frame, stitch_on_canvas
+from ptylib.ptycho.diagnostics.reassembly import (
+    reassembly_limits,
+    stitch_frame,
+    stitch_on_canvas,
+)
 from ptylib.ptycho.diagnostics.scenario import ScenarioOptions
 from ptylib.ptycho.diagnostics.training import train_scenario
 from ptylib.ptycho.stitch import window
@@ -46,19 +55,10 @@ def write_diagnostic(out: PathLike, name: str, record: Mapping[str, Any], markdo
     return dict(record)
 
 
-def _flat_rows(record: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
-    rows = []
-    for key, value in record.items():
-        if isinstance(value, Mapping):
-            rows += _flat_rows(value, f"{prefix}{key}.")
-        else:
-            rows.append({"quantity": f"{prefix}{key}", "value": value})
-    return rows
-
-
 def as_markdown(title: str, record: Mapping[str, Any]) -> str:
     """A diagnostic record as a two-column Markdown table under a heading."""
-    return f"# {title}\n\n" + markdown_table(_flat_rows(record))
+    rows = [{"quantity": key, "value": value} for key, value in report.flatten(record).items()]
+    return f"# {title}\n\n" + markdown_table(rows)
 
 
 def simulate_step(options: ScenarioOptions, out: PathLike) -> dict[str, Any]:

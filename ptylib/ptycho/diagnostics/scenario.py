@@ -74,15 +74,15 @@ class ScenarioOptions(BaseModel):
     """Groups per training step."""
     epochs: int = Field(20, ge=1)
     """Training epochs of the PINN."""
-    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    learning_rate: float = Field(3e-3, gt=0.0, le=1.0)
     """Adam learning rate of the PINN (a very large one makes a deliberately diverging run)."""
     patch_size_px: int = Field(64, ge=8, le=256)
     """N: side of a diffraction pattern / object patch (even)."""
     scan_step_px: int = Field(16, ge=1)
     """Grid step; the non-grid scan covers the same area at the same mean density."""
-    n_lines: int = Field(40, ge=1)
+    n_lines: int = Field(15, ge=1)
     """Line segments of the lines object."""
-    line_blur_px: float = Field(1.0, gt=0.0)
+    line_blur_px: float = Field(2.0, gt=0.0)
     """Gaussian blur (sigma) of the lines: sets their width (pixels)."""
     dose: float = Field(1e6, gt=0.0)
     """Photons per exposure (mean expected total counts of a pattern)."""
@@ -162,8 +162,9 @@ def load_custom_probe(path: str | os.PathLike[str], patch_size_px: int) -> np.nd
     except (OSError, EOFError, ValueError, zipfile.BadZipFile):
         raise ValueError(f"{source}: expected an NPZ archive with key probeGuess or probe, got an unreadable "
                          "file") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"{source}: expected an NPZ archive with key probeGuess or probe, got a single array")
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy: wrong input file, reported like the others
+        raise ValueError(  # noqa: TRY004
+            f"{source}: expected an NPZ archive with key probeGuess or probe, got a single array")
     with loaded:
         arrays = {k: loaded[k] for k in loaded.files}
     if (key := next((k for k in PROBE_KEYS if k in arrays), None)) is None:
