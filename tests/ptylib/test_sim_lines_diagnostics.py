@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ptylib.ptycho.diagnostics import comparison
-from ptylib.ptycho.diagnostics.ab import grouping_rows
+from ptylib.ptycho.diagnostics.ab import grid_summary, grouping_rows
 from ptylib.ptycho.diagnostics.data import simulate_split_group
 from ptylib.ptycho.diagnostics.lines import lines_object
 from ptylib.ptycho.diagnostics.probe_stats import probe_normalisation_ab
@@ -155,3 +155,12 @@ def test_lines_object_is_seeded_and_in_range() -> None:
     assert a.dtype == np.complex64 and np.array_equal(a, b)
     assert np.abs(a).min() >= 0.5 - 1e-6 and np.abs(a).max() == pytest.approx(1.0, abs=1e-6)
     assert 0.0 <= np.angle(a).min() and np.angle(a).max() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_grid_summary_puts_both_scenarios_checks_side_by_side(tmp_path) -> None:
+    reports = {"grid": {"passed": True, "checks": [{"name": "phase Pearson r vs truth", "value": 0.5}]},
+               "nongrid": {"passed": False, "checks": [{"name": "phase Pearson r vs truth", "value": 0.1}]}}
+    record = grid_summary(tmp_path, reports)
+    assert [r["passed"] for r in record["rows"]] == [True, False]
+    table = (tmp_path / "ab_grid.md").read_text()
+    assert "| grid | True | 0.5 |" in table and "| nongrid | False | 0.1 |" in table

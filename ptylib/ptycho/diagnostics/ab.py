@@ -8,8 +8,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ptylib.io.atomic import atomic_write_json, atomic_write_text
 from ptylib.io.report import markdown_table
 from ptylib.ptycho.diagnostics.data import (
@@ -22,18 +20,14 @@ from ptylib.ptycho.diagnostics.probe_stats import probe_normalisation_ab
 from ptylib.ptycho.diagnostics.reassembly import reassembly_limits, stitch_frame
 from ptylib.ptycho.diagnostics.report import flatten
 from ptylib.ptycho.diagnostics.scenario import ScenarioOptions, builtin_scenario
+from ptylib.ptycho.pinn.infer import (
+    central_crop,  # the part of a patch the PINN's inference stitches
+)
 
 PathLike = str | os.PathLike[str]
 AB_KINDS = ("grid", "probe", "grouping", "reassembly")
 LEGACY_PATTERNS = 2
 """Patterns per split of the seed's legacy gs2 configuration (too few for a group of C = 4)."""
-
-
-def central_crop(patches: np.ndarray) -> np.ndarray:
-    """The central N/2 square of patches (..., N, N): the part the PINN's inference stitches."""
-    from ptylib.ptycho.pinn.infer import central_crop as pinn_crop
-
-    return pinn_crop(patches)
 
 
 def default_scenarios(kind: str) -> list[ScenarioOptions]:
