@@ -21,6 +21,7 @@ from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import RunRootLock
 from ptylib.io.manifest import write_manifest
+from ptylib.io.paths import reject_control_characters
 from tasks.artifacts import ProgressArtifact, publish_markdown
 from tasks.ici import (
     batches,
@@ -69,7 +70,7 @@ def ici_loop(
     report also gives each event's distance from its best centre to its true centre.
     """
     logger = get_run_logger()
-    root = Path(run_root).resolve()
+    root = Path(reject_control_characters(Path(run_root).resolve(), "run_root"))
     options = proposer or ProposerOptions()
     backend_options = {BackendName.CRYSTFEL: crystfel, BackendName.COMMAND: command,
                        BackendName.DIALS: dials}[BackendName(backend)]
