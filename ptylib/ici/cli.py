@@ -101,10 +101,11 @@ def run_propose(args: argparse.Namespace) -> int:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     with gc_paused():  # numpy's import and the pass make ~10^5 objects that live to the end
         from ptylib.ici.proposer.propose import propose_run_root
+        from ptylib.io.lock import RunRootLockedError
 
         try:
             outcome = propose_run_root(Path(args.run_root), options)
-        except (IciInputError, OSError) as exc:
+        except (IciInputError, OSError, RunRootLockedError) as exc:
             return _fail(exc)
     print(outcome.to_text())
     return 0
