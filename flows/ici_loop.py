@@ -17,6 +17,7 @@ from ptylib.ici.backends import (
     make_backend,
 )
 from ptylib.ici.events import resolve_events
+from ptylib.ici.jobs import end_stale_jobs
 from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import RunRootLock
@@ -76,6 +77,8 @@ def ici_loop(
                        BackendName.DIALS: dials}[BackendName(backend)]
     indexer = make_backend(backend, backend_options)
     with RunRootLock(root, owner="ici-loop flow"):
+        for job in end_stale_jobs(root):  # left by an earlier run that died without ending them
+            logger.warning("ended stale indexing job %s (pid %d) of an earlier run", job.script, job.pid)
         keys = resolve_events(inputs or [], events, event_list)
         write_manifest(root, pipeline="ici_loop", inputs=inputs or [], parameters={
             "inputs": inputs, "events": events, "event_list": event_list, "backend": str(backend),

@@ -20,6 +20,6 @@ def reject_control_characters(path: str | os.PathLike[str], field_name: str) -> 
         text = os.fsdecode(text)
     found = _CONTROL.search(text)
     if found:
-        raise ValueError(f"{ascii(text)}, field '{field_name}': holds the control character {found.group()!r}; "
+        raise ValueError(f"{text!a}, field '{field_name}': holds the control character {found.group()!r}; "
                          "rename it (job scripts and list files cannot carry such names)")
     return text

@@ -60,7 +60,8 @@ def test_cli_gives_one_line_before_any_flow_or_script(tmp_path: Path) -> None:
     geometry.write_text("dim0 = %\ndata = /entry/data/data\n")
     root = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "flows.cli", "ici", "run", "--run-root", str(root), "--input", str(h5),
-                           "--geometry", str(geometry)], cwd=REPO, capture_output=True, text=True, timeout=120)
+                           "--geometry", str(geometry)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert "holds the control character '\\n'" in proc.stderr
