@@ -8,6 +8,10 @@ record is removed when the job ends. A record found by the next holder of the ru
 stale by definition: :func:`end_stale_jobs` kills that job's group, after checking that the pid
 still belongs to it (same boot, same start time), and any process carrying its token, so a resumed
 run never overlaps with leftovers writing into the same event folders.
+
+Each job also inherits the read end of this process's *flow-liveness pipe* (descriptor number in
+``PTYFLOWS_ICI_FLOW_FD``), whose write end only this process holds: its end of file tells a server
+shared by many jobs (the DIALS server) that the flow that started them has ended.
 """
 
 from __future__ import annotations
@@ -18,18 +22,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from ptylib.ici import job_guard
+from ptylib.ici.backends.dials_worker import FLOW_FD_VARIABLE
 from ptylib.io.atomic import atomic_write_json
 
 JOBS_DIR = ".jobs"
 JOB_TOKEN_VARIABLE = "PTYFLOWS_ICI_JOB"
 GUARD = Path(job_guard.__file__).resolve()
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+_flow_pipe: list[int] = []  # [read end, write end], made on first use
+_flow_pipe_guard = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,14 @@ def _boot_id() -> str:
         return ""
 
 
+def flow_liveness_fd() -> int:
+    """Read end of this process's flow-liveness pipe (see the module docstring); the write end is never written."""
+    with _flow_pipe_guard:
+        if not _flow_pipe:
+            _flow_pipe.extend(os.pipe())  # both ends close on exec: only jobs given the read end get it
+        return _flow_pipe[0]
+
+
 def start_job(script: Path, *, jobs_dir: Path, env: dict[str, str], stdout: IO[bytes],
               stderr: IO[bytes]) -> tuple[subprocess.Popen[bytes], Path]:
     """Start ``bash script`` in its directory under the guard and record it in ``jobs_dir``; returns (process, record).
@@ -67,10 +83,11 @@ def start_job(script: Path, *, jobs_dir: Path, env: dict[str, str], stdout: IO[b
     The caller waits for the process and then calls :func:`forget_job` with the record.
     """
     token = uuid.uuid4().hex
+    flow_fd = flow_liveness_fd()
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), "bash", str(script)],
-        cwd=script.parent, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-        env={**env, JOB_TOKEN_VARIABLE: token}, process_group=0)
+        cwd=script.parent, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, pass_fds=(flow_fd,),
+        env={**env, JOB_TOKEN_VARIABLE: token, FLOW_FD_VARIABLE: str(flow_fd)}, process_group=0)
     record = jobs_dir / f"{proc.pid}.json"
     try:
         jobs_dir.mkdir(exist_ok=True)

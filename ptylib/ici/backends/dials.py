@@ -93,8 +93,8 @@ class DialsOptions(ScoringOptions):
     sqrt(RMSD_x² + RMSD_y²), px); ``find_spots_args`` / ``index_args`` are extra PHIL arguments (a
     string is split like a shell line); ``python`` is DIALS' interpreter (default: the one named in
     the ``#!`` line of ``dials.import`` on PATH); ``persistent`` hands each still to a per-user DIALS
-    server process that imports DIALS once (started by the first event, gone after 2 idle minutes;
-    ``False`` imports DIALS in every event's own process).
+    server process that imports DIALS once (started by the first event; it ends after 2 idle minutes
+    or when the last flow it serves ends; ``False`` imports DIALS in every event's own process).
     """
 
     unit_cell: str
