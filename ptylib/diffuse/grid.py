@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ptylib.diffraction.b_matrix import cctbx_b_matrix
 from ptylib.diffuse.experiment import cell_from_a_matrix
 from ptylib.diffuse.options import GridOptions
 from ptylib.io.atomic import atomic_write_json
@@ -29,9 +30,7 @@ GRID_FORMAT = "ptyflows-diffuse-grid-v1"
 
 def b_matrix(cell: Sequence[float]) -> np.ndarray:
     """cctbx's B (1/Å) of a cell (a, b, c Å, alpha, beta, gamma degrees): columns a*, b*, c*, a along x."""
-    from ptylib.diffraction.still_renderer import _cctbx_b_matrix
-
-    return _cctbx_b_matrix(tuple(cell))
+    return cctbx_b_matrix(tuple(cell))
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,27 @@ class ScalingOptions(BaseModel):
         return value
 
 
+class DialsPhase1Options(BaseModel):
+    """Phase 1 with DIALS (import, find spots, index with known symmetry, refine), via the ICI DIALS worker."""
+
+    model_config = _CONFIG
+
+    unit_cell: str | None = None
+    """Known cell ``a,b,c,alpha,beta,gamma`` (Å, degrees); required for the DIALS path."""
+    space_group: str | None = None
+    """Known space group, e.g. ``P222``; required for the DIALS path."""
+    dials_phil_path: Path | None = None
+    """Extra PHIL file passed to ``dials.index`` (the seed's ``--dials-phil-path``)."""
+    min_indexed_fraction: float = Field(0.5, gt=0, le=1)
+    """A still counts as indexed when at least this fraction of its strong spots index ..."""
+    max_rmsd_px: float = Field(1.0, gt=0)
+    """... and DIALS' positional RMSD is at most this (px)."""
+    timeout_s: float = Field(600.0, gt=0)
+    """Limit of one still's DIALS run (s)."""
+    persistent: bool = False
+    """Hand stills to the per-user DIALS server (imports DIALS once, exits after 2 idle minutes)."""
+
+
 class DiffuseOptions(BaseModel):
     """Every option of Phases 1-3."""
 
@@ -126,6 +147,8 @@ class DiffuseOptions(BaseModel):
     """Phase 3 voxel grid."""
     scaling: ScalingOptions = ScalingOptions()
     """Phase 3 relative scaling."""
+    dials: DialsPhase1Options = DialsPhase1Options()
+    """Phase 1 with DIALS (used when no experiment files are given)."""
 
 
 Model = TypeVar("Model", bound=BaseModel)
