@@ -15,9 +15,10 @@ from ptylib.diffuse.grid import GlobalVoxelGrid
 
 def bin_observations(grid: GlobalVoxelGrid, q_vector: np.ndarray, a_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(voxel index, |q|) of lab q-vectors (n, 3) of one still with orientation ``a_matrix``; -1 outside the grid."""
-    hkl = q_vector @ np.linalg.inv(a_matrix).T.astype(q_vector.dtype)
+    # A^-1 and the ndiv scaling folded into one 3 x 3 product: one pass over the observations.
+    scaled = q_vector @ (np.linalg.inv(a_matrix).T * np.asarray(grid.ndiv)).astype(q_vector.dtype)
     q_mag = np.sqrt(np.einsum("ij,ij->i", q_vector, q_vector))
-    return grid.voxel_indices(hkl, q_mag), q_mag
+    return grid.scaled_indices(scaled, q_mag), q_mag
 
 
 def accumulate_stills(grid: GlobalVoxelGrid, pixel_data_paths: Sequence[str | os.PathLike[str]],

@@ -60,15 +60,28 @@ class GlobalVoxelGrid:
 
     def voxel_indices(self, hkl: np.ndarray, q_mag: np.ndarray | None = None) -> np.ndarray:
         """Flat voxel index (int64) of each fractional ``hkl`` (n, 3); -1 outside the bounds or beyond d_min."""
-        ndiv = np.asarray(self.ndiv, dtype=hkl.dtype)
-        offset = np.asarray(self.hkl_max) * np.asarray(self.ndiv)
-        grid = np.rint(hkl * ndiv).astype(np.int64) + offset
-        shape = np.asarray(self.shape)
-        inside = np.all((grid >= 0) & (grid < shape), axis=1)
+        return self.scaled_indices(hkl * np.asarray(self.ndiv, dtype=hkl.dtype), q_mag)
+
+    def scaled_indices(self, scaled: np.ndarray, q_mag: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`voxel_indices` for ``hkl * ndiv`` already computed (n, 3); ``scaled`` is overwritten."""
+        np.rint(scaled, out=scaled)
+        scaled += (np.asarray(self.hkl_max) * np.asarray(self.ndiv)).astype(scaled.dtype)
+        shape = self.shape
+        # One pass per axis on int32 columns; a negative value wraps to a huge unsigned one, so a
+        # single unsigned comparison checks both bounds.
+        axes = [scaled[:, k].astype(np.int32) for k in range(3)]
+        inside = axes[0].view(np.uint32) < shape[0]
+        inside &= axes[1].view(np.uint32) < shape[1]
+        inside &= axes[2].view(np.uint32) < shape[2]
         if q_mag is not None:
             inside &= q_mag <= 1.0 / self.d_min_A
-        flat = (grid[:, 0] * shape[1] + grid[:, 1]) * shape[2] + grid[:, 2]
-        return np.where(inside, flat, -1)
+        flat = axes[0].astype(np.int64)
+        flat *= shape[1]
+        flat += axes[1]
+        flat *= shape[2]
+        flat += axes[2]
+        flat[~inside] = -1
+        return flat
 
     def voxel_hkl(self, index: np.ndarray) -> np.ndarray:
         """Fractional HKL (n, 3) of voxel centres with flat indices ``index``."""
