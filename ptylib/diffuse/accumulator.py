@@ -1,6 +1,6 @@
 """Phase 3 ``VoxelAccumulator``: every binned observation in one HDF5 file, appended still by still.
 
-Datasets (resizable, chunked, LZF-compressed, one row per observation): ``voxel_idx`` (int64),
+Datasets (resizable, chunked, LZF-compressed, one row per observation): ``voxel_idx`` (int32, int64 above 2^31 voxels),
 ``still`` (int32, 1-based), ``intensity``, ``sigma``, ``q_mag`` (float32). Beside them
 ``counts_per_voxel`` (int64, written on close) and attributes ``n_voxels``, ``n_observations``.
 Memory stays bounded: :meth:`VoxelAccumulator.add` writes each still's rows straight to disk and
@@ -34,7 +34,8 @@ class VoxelAccumulator:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._h5 = h5py.File(self.partial, "w")
         self._h5.attrs["n_voxels"] = n_voxels
-        for name, dtype in COLUMNS.items():
+        self.dtypes = {**COLUMNS, "voxel_idx": np.int32 if n_voxels < 2**31 else np.int64}
+        for name, dtype in self.dtypes.items():
             self._h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(CHUNK_ROWS,),
                                     compression=compression)
         self.counts = np.zeros(n_voxels, dtype=np.int64)
@@ -54,7 +55,7 @@ class VoxelAccumulator:
         for name, values in columns.items():
             dataset = self._h5[name]
             dataset.resize((start + rows,))
-            dataset[start:] = values.astype(COLUMNS[name], copy=False)
+            dataset[start:] = values.astype(self.dtypes[name], copy=False)
         self.counts += np.bincount(voxel, minlength=self.counts.size)
         self.n_observations += rows
         return rows

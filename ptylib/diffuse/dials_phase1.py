@@ -35,7 +35,9 @@ def dials_command(cbf: Path, options: DialsPhase1Options) -> list[str]:
         raise ValueError("the DIALS path needs dials.unit_cell and dials.space_group (known symmetry); "
                          "or give --experiment-paths for the known-geometry path")
     mode = [] if options.persistent else ["--in-process"]
-    index_args = [f"--index-arg={options.dials_phil_path.resolve()}"] if options.dials_phil_path else []
+    index_args = ["--index-arg=refinement.parameterisation.crystal.fix=cell"] if options.fix_cell else []
+    if options.dials_phil_path:
+        index_args.append(f"--index-arg={options.dials_phil_path.resolve()}")
     return [*ici_dials.dials_interpreter(), "-I", str(ici_dials.WORKER), *mode, "--image", str(cbf.resolve()),
             "--det-shift-mm=0.0,0.0", "--unit-cell", options.unit_cell, "--space-group", options.space_group,
             "--mode", "refine", "--min-indexed-fraction", repr(options.min_indexed_fraction),

@@ -59,7 +59,7 @@ class GlobalVoxelGrid:
         return b_matrix(self.cell_avg)
 
     def voxel_indices(self, hkl: np.ndarray, q_mag: np.ndarray | None = None) -> np.ndarray:
-        """Flat voxel index (int64) of each fractional ``hkl`` (n, 3); -1 outside the bounds or beyond d_min."""
+        """Flat voxel index (int32, int64 for grids over 2^31 voxels) of each fractional ``hkl`` (n, 3); -1 outside the bounds or beyond d_min."""
         return self.scaled_indices(hkl * np.asarray(self.ndiv, dtype=hkl.dtype), q_mag)
 
     def scaled_indices(self, scaled: np.ndarray, q_mag: np.ndarray | None = None) -> np.ndarray:
@@ -75,7 +75,8 @@ class GlobalVoxelGrid:
         inside &= axes[2].view(np.uint32) < shape[2]
         if q_mag is not None:
             inside &= q_mag <= 1.0 / self.d_min_A
-        flat = axes[0].astype(np.int64)
+        # int32 arithmetic (half the memory traffic) unless the grid is too large for it.
+        flat = axes[0].astype(np.int64 if self.n_voxels >= 2**31 else np.int32)
         flat *= shape[1]
         flat += axes[1]
         flat *= shape[2]

@@ -122,6 +122,8 @@ class DialsPhase1Options(BaseModel):
     """Known space group, e.g. ``P222``; required for the DIALS path."""
     dials_phil_path: Path | None = None
     """Extra PHIL file passed to ``dials.index`` (the seed's ``--dials-phil-path``)."""
+    fix_cell: bool = True
+    """Keep the known cell fixed while DIALS refines (only orientation and beam centre move)."""
     min_indexed_fraction: float = Field(0.5, gt=0, le=1)
     """A still counts as indexed when at least this fraction of its strong spots index ..."""
     max_rmsd_px: float = Field(1.0, gt=0)
