@@ -17,28 +17,28 @@ import os
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"
 
-import argparse  # noqa: E402
-import resource  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.results import machine_line, measurement_report, store_section  # noqa: E402
-from ptylib.diffuse.accumulator import VoxelAccumulator  # noqa: E402
-from ptylib.diffuse.binning import bin_observations  # noqa: E402
-from ptylib.diffuse.grid import build_grid  # noqa: E402
-from ptylib.diffuse.options import GridOptions  # noqa: E402
+from bench.results import machine_line, measurement_report, store_section
+from ptylib.diffuse.accumulator import VoxelAccumulator
+from ptylib.diffuse.binning import bin_observations
+from ptylib.diffuse.grid import build_grid
+from ptylib.diffuse.options import GridOptions
 
 HEADING = "## Diffuse Phase 3 (binning, HDF5 accumulator)"
 A_MATRIX = np.diag([1 / 36.0, 1 / 42.0, 1 / 48.0])
 
 
-def _best(function, repeats: int) -> float:  # noqa: ANN001
+def _best(function, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

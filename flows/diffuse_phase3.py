@@ -16,7 +16,13 @@ from ptylib.diffuse.layout import RunLayout
 from ptylib.diffuse.options import DiffuseOptions
 from ptylib.io.manifest import write_manifest
 from tasks.artifacts import ProgressArtifact, publish_table
-from tasks.diffuse import bin_task, grid_task, phase1_task, phase2_task, scale_merge_task
+from tasks.diffuse import (
+    bin_task,
+    grid_task,
+    phase1_task,
+    phase2_task,
+    scale_merge_task,
+)
 
 
 def run_folder(output_base_dir: str, cbf_image_paths: list[str], run_name: str | None) -> Path:

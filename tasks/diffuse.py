@@ -15,18 +15,19 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ptylib.diffuse.layout import RunLayout
-from ptylib.diffuse.options import DiffuseOptions, ExtractionOptions, GridOptions, ScalingOptions
-from tasks.artifacts import ProgressArtifact, publish_markdown, publish_pngs, publish_table
-
-
-def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
-    try:
-        state.result()
-    except (OSError, TimeoutError):
-        return True
-    except Exception:  # noqa: BLE001 - bad input and unindexed stills are not worth a retry
-        return False
-    return False
+from ptylib.diffuse.options import (
+    DiffuseOptions,
+    ExtractionOptions,
+    GridOptions,
+    ScalingOptions,
+)
+from tasks.artifacts import (
+    ProgressArtifact,
+    publish_markdown,
+    publish_pngs,
+    publish_table,
+)
+from tasks.retry import transient_os_error
 
 
 @task(name="diffuse-render-synthetic", cache_policy=NO_CACHE)
@@ -39,7 +40,7 @@ def render_task(options: Any, out_dir: str) -> dict[str, Any]:
             "truth_json": str(data.truth_json), "truth_bragg": str(data.truth_bragg)}
 
 
-@task(name="diffuse-phase1", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_transient)
+@task(name="diffuse-phase1", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=transient_os_error)
 def phase1_task(cbf: str, experiment: str | None, run_dir: str, still: int, options: DiffuseOptions) -> dict[str, Any]:
     """Geometry (known ``experiment`` file, else DIALS) and masks of one still."""
     from ptylib.diffuse.phase12 import phase1_known, phase1_masks_from

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ptylib.diffuse.files import read_json_document
 from ptylib.diffuse.grid import GlobalVoxelGrid, read_grid
 from ptylib.diffuse.merging import read_voxel_data
 from ptylib.diffuse.plots import (
@@ -45,14 +46,7 @@ class DiagnosticsResult:
 
 def read_scaling_params(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read ``refined_scaling_model_params.json``; one-line errors naming the file and field."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the scaling parameters (--scaling-model-params-file): "
-                         f"{exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: scaling parameters are not JSON (line {exc.lineno}: {exc.msg})") from None
+    doc = read_json_document(path, "the scaling parameters (--scaling-model-params-file)")
     for key in ("stills", "b_i", "a_control_q_per_A", "a_control_values"):
         if key not in doc:
             raise ValueError(f"{path}: field {key!r} missing from the scaling parameters")

@@ -8,7 +8,6 @@ needed. Frame: DIALS' imgCIF lab frame (beam along -z, lengths in mm, reciprocal
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ptylib.diffuse.files import read_json_document
 from ptylib.io.atomic import atomic_write_json
 
 
@@ -77,12 +77,7 @@ def _vector(value: Any, path: Path, field: str) -> np.ndarray:
 def read_experiment(path: str | os.PathLike[str]) -> StillExperiment:
     """The first experiment of a DIALS ``.expt`` file (single-panel detector); one-line errors naming the field."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read experiment file: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a DIALS experiment list (JSON error at line {exc.lineno}: {exc.msg})") from None
+    doc = read_json_document(path, "the experiment file (DIALS .expt)")
     try:
         entry = doc["experiment"][0]
         beam = doc["beam"][entry["beam"]]

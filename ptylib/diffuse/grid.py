@@ -10,7 +10,6 @@ frame-independent. The grid serialises to JSON.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import numpy as np
 
 from ptylib.diffraction.b_matrix import cctbx_b_matrix
 from ptylib.diffuse.experiment import cell_from_a_matrix
+from ptylib.diffuse.files import read_json_document
 from ptylib.diffuse.options import GridOptions
 from ptylib.io.atomic import atomic_write_json
 
@@ -131,12 +131,5 @@ def write_grid(path: str | os.PathLike[str], grid: GlobalVoxelGrid) -> Path:
 
 def read_grid(path: str | os.PathLike[str]) -> GlobalVoxelGrid:
     """Read a grid definition; one-line errors for a missing or malformed file."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the voxel grid definition (--grid-definition-file): "
-                         f"{exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: voxel grid definition is not JSON (line {exc.lineno}: {exc.msg})") from None
+    doc = read_json_document(path, "the voxel grid definition (--grid-definition-file)")
     return GlobalVoxelGrid.from_json(doc, str(path))

@@ -19,7 +19,11 @@ from ptylib.diffuse.extraction import extract_pixels, write_pixel_data
 from ptylib.diffuse.images import check_sizes, read_still
 from ptylib.diffuse.layout import RunLayout
 from ptylib.diffuse.masks import compute_masks, read_masks, write_masks
-from ptylib.diffuse.options import BraggMaskOptions, ExtractionOptions, StaticMaskOptions
+from ptylib.diffuse.options import (
+    BraggMaskOptions,
+    ExtractionOptions,
+    StaticMaskOptions,
+)
 from ptylib.io.atomic import atomic_write_json
 from ptylib.io.manifest import sha256_file
 

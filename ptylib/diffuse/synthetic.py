@@ -96,7 +96,12 @@ def render_synthetic(options: SyntheticDiffuseOptions, out_dir: str | os.PathLik
 
     from ptylib.diffraction.cell import oriented_real_vectors
     from ptylib.diffraction.detector import pixel_geometry
-    from ptylib.diffraction.options import BeamOptions, CrystalOptions, DetectorOptions, SimulationOptions
+    from ptylib.diffraction.options import (
+        BeamOptions,
+        CrystalOptions,
+        DetectorOptions,
+        SimulationOptions,
+    )
     from ptylib.diffraction.simulator import Simulator
     from ptylib.diffraction.still_renderer import reciprocal_matrix_imgcif
 
