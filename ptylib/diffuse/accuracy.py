@@ -5,7 +5,7 @@
   mean of T(hkl, |q|) over each voxel's observations) on voxels with >= ``min_observations``.
 - ``bragg_flux_removed``: 1 - (expected Bragg photons on pixels kept for diffuse) / (expected Bragg
   photons on statically good pixels), over all stills.
-- Geometry: beam-centre error (px) and misorientation (degrees, after the integer change of basis
+- Geometry (median and max over the stills): beam-centre error (px) and misorientation (degrees, after the integer change of basis
   that best maps one indexing onto the other, so symmetry-equivalent settings count as equal).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ptylib.diffuse.binning import bin_observations
-from ptylib.diffuse.experiment import StillExperiment
+from ptylib.diffuse.experiment import StillExperiment, read_experiment
 from ptylib.diffuse.extraction import read_pixel_data
 from ptylib.diffuse.grid import read_grid
 from ptylib.diffuse.layout import RunLayout
@@ -63,7 +63,14 @@ def run_accuracy(layout: RunLayout, stills: Sequence[int], truth_json: str | os.
         masks = read_masks(layout.masks(still))
         kept += float(bragg[still - 1][masks.total_diffuse].sum())
         good += float(bragg[still - 1][masks.static_good].sum())
+    geometry = [geometry_errors(read_experiment(layout.experiment(s)), truth["stills"][s - 1]) for s in stills]
+    centre = [g["centre_error_px"] for g in geometry]
+    angle = [g["misorientation_deg"] for g in geometry]
     return {"scale_pearson": pearson([refined[s] for s in common], [true_scale[s] for s in common]),
+            "geometry_centre_error_px_median": float(np.median(centre)),
+            "geometry_centre_error_px_max": float(np.max(centre)),
+            "geometry_misorientation_deg_median": float(np.median(angle)),
+            "geometry_misorientation_deg_max": float(np.max(angle)),
             "map_pearson": pearson(merged["I_merged_relative"][compared], expected),
             "bragg_flux_removed": 1.0 - kept / good if good > 0 else float("nan"),
             "n_voxels_compared": int(compared.sum()), "n_stills": len(stills),

@@ -176,3 +176,22 @@ def test_gauss_lattice_shape_matches_nanobragg_formula() -> None:
     values = lattice_factor(hkl, n, "gauss")
     assert values[0].item() == pytest.approx(1000.0)
     assert values[1].item() == pytest.approx(1000.0 * np.exp(-(0.5**2 + 0.2**2) / 0.63), rel=1e-9)
+
+
+def test_empty_diffuse_mask_is_a_one_line_error_and_writes_nothing(tmp_path: Path) -> None:
+    from ptylib.diffuse.layout import RunLayout
+    from ptylib.diffuse.phase12 import phase1_known
+
+    header = MiniCbfHeader(pixel_size_mm=0.172, distance_mm=100.0, wavelength_A=1.0, beam_center_fast_px=32,
+                           beam_center_slow_px=32)
+    cbf = write_minicbf(tmp_path / "s.cbf", np.full((64, 64), 10, dtype=np.int32), header)
+    expt = write_experiment(tmp_path / "s.expt", _experiment(), str(cbf))
+    layout = RunLayout(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"s.cbf: field 'total_diffuse' mask is empty") as error:
+        phase1_known(cbf, expt, layout, 1, StaticMaskOptions(rectangles=((0, 64, 0, 64),)), BraggMaskOptions())
+    assert "\n" not in str(error.value)
+    assert not layout.masks(1).exists()
+    result = phase1_known(cbf, expt, layout, 1, StaticMaskOptions(), BraggMaskOptions())
+    assert result["total_diffuse_px"] > 2000
+    stamp = layout.masks(1).with_name(layout.masks(1).name + ".done.json")
+    assert json.loads(stamp.read_text())["options"]["geometry"] == "known"
