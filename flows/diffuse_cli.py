@@ -34,6 +34,13 @@ CONFIG_OPTIONS = {
 }
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _fail(message: str) -> int:
     print(f"ptyflows diffuse: error: {message}", file=sys.stderr)
     return 2
@@ -56,7 +63,7 @@ def add_diffuse_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--space-group", help="DIALS path: known space group, e.g. P222")
     run.add_argument("--dials-phil-path", help="DIALS path: extra PHIL file for dials.index")
     run.add_argument("--no-visual-check", action="store_true", help="skip the diagnostics")
-    run.add_argument("--max-plot-points", type=int, default=20000, help="most q-points in the coverage plot")
+    run.add_argument("--max-plot-points", type=_positive_int, default=20000, help="most q-points in the coverage plot")
     run.set_defaults(handler=run_command)
     check = commands.add_parser("check", help="the Phase 3 visual check on existing outputs (flow diffuse-visual-check)")
     check.add_argument("--grid-definition-file", required=True, help="global_voxel_grid_definition.json")
@@ -64,11 +71,11 @@ def add_diffuse_commands(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--voxel-data-file", required=True, help="voxel_data_relative.npz or .hdf5")
     check.add_argument("--output-dir", required=True, help="folder for plots and summaries")
     check.add_argument("--corrected-pixel-data-dir", help="folder of CorrectedDiffusePixelData_*.npz (coverage plot)")
-    check.add_argument("--max-plot-points", type=int, default=20000, help="most q-points in the coverage plot")
+    check.add_argument("--max-plot-points", type=_positive_int, default=20000, help="most q-points in the coverage plot")
     check.set_defaults(handler=check_command)
     demo = commands.add_parser("demo", help="render the synthetic set with known truth, process it, write accuracy.json")
     demo.add_argument("--out", default="runs/diffuse_demo", help="demo folder (default runs/diffuse_demo)")
-    demo.add_argument("--stills", type=int, default=None, help="number of synthetic stills (default 24)")
+    demo.add_argument("--stills", type=_positive_int, default=None, help="number of synthetic stills (default 24)")
     demo.add_argument("--dials", action="store_true", help="index every still with DIALS instead of the true geometry")
     demo.set_defaults(handler=demo_command)
 

@@ -34,7 +34,7 @@ def diffuse_demo(out: str = "runs/diffuse_demo", data: SyntheticDiffuseOptions =
     if not known_geometry:
         cell = ",".join(f"{v:g}" for v in data.cell_A_deg)
         options = options.model_copy(update={"dials": options.dials.model_copy(
-            update={"unit_cell": cell, "space_group": data.space_group.replace(" ", "")})})
+            update={"unit_cell": cell, "space_group": data.space_group_symbol})})
     run = diffuse_phase3(paths["cbf_paths"], str(root), paths["experiment_paths"] if known_geometry else None,
                          options, run_name="run")
     figures = accuracy_task(run["run_dir"], run["stills_used"], paths["truth_json"], paths["truth_bragg"],

@@ -7,10 +7,12 @@ skips what is already done.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from ptylib.diffuse.layout import RunLayout
 from ptylib.diffuse.options import DiffuseOptions
@@ -31,7 +33,13 @@ def run_folder(output_base_dir: str, cbf_image_paths: list[str], run_name: str |
     return Path(output_base_dir) / name
 
 
-@flow(name="diffuse-phase3", flow_run_name="diffuse-phase3-{output_base_dir}", log_prints=True)
+#: Stills processed at once: Prefect's thread pool is unbounded by default, and each DIALS process
+#: holds a few hundred MB, so one per core.
+MAX_PARALLEL_STILLS = max(1, len(os.sched_getaffinity(0)))
+
+
+@flow(name="diffuse-phase3", flow_run_name="diffuse-phase3-{output_base_dir}", log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_STILLS))
 def diffuse_phase3(cbf_image_paths: list[str], output_base_dir: str, experiment_paths: list[str] | None = None,
                    options: DiffuseOptions = DiffuseOptions(), run_name: str | None = None,
                    visual_check: bool = True, max_plot_points: int = 20000) -> dict[str, Any]:
@@ -61,10 +69,11 @@ def diffuse_phase3(cbf_image_paths: list[str], output_base_dir: str, experiment_
     write_manifest(root, pipeline="diffuse_phase3", parameters=parameters, inputs=cbfs)
     experiments = [str(Path(p).absolute()) for p in experiment_paths] if experiment_paths else [None] * len(cbfs)
     progress = ProgressArtifact(len(cbfs), "Phases 1-2 per still")
-    futures = []
-    for still, (cbf, expt) in enumerate(zip(cbfs, experiments, strict=True), start=1):
-        p1 = phase1_task.submit(cbf, expt, str(root), still, options)
-        futures.append((still, p1, phase2_task.submit(cbf, str(root), still, options.extraction, wait_for=[p1])))
+    # All Phase-1 runs are queued before any Phase-2 run, so no pool thread waits on an unstarted upstream.
+    phase1 = [phase1_task.submit(cbf, expt, str(root), still, options)
+              for still, (cbf, expt) in enumerate(zip(cbfs, experiments, strict=True), start=1)]
+    futures = [(still, p1, phase2_task.submit(cbf, str(root), still, options.extraction, wait_for=[p1]))
+               for still, (cbf, p1) in enumerate(zip(cbfs, phase1, strict=True), start=1)]
     rows, done = [], []
     for still, p1, p2 in futures:
         p2.wait()

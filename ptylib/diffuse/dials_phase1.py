@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from ptylib.diffuse.layout import RunLayout
 from ptylib.diffuse.options import DialsPhase1Options
+from ptylib.io.atomic import atomic_write_bytes
 
 OUTPUTS = ("imported.expt", "strong.refl", "indexed.expt", "indexed.refl", "dials_summary.json")
 
@@ -64,7 +64,5 @@ def dials_geometry(cbf: str | os.PathLike[str], layout: RunLayout, still: int,
         raise RuntimeError(f"{cbf}: the DIALS worker wrote no summary ({tail[0]}); see {work}") from None
     if not summary.get("indexed"):
         raise DialsNotIndexedError(f"{cbf}: DIALS did not index the still: {summary.get('reason')}")
-    target = layout.experiment(still)
-    shutil.copyfile(work / "indexed.expt", target.with_suffix(".tmp"))
-    os.replace(target.with_suffix(".tmp"), target)
+    atomic_write_bytes(layout.experiment(still), (work / "indexed.expt").read_bytes())
     return summary

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from ptylib.diffuse.options import (
     ExtractionOptions,
     StaticMaskOptions,
 )
-from ptylib.io.atomic import atomic_write_json
+from ptylib.io.atomic import atomic_write_bytes, atomic_write_json
 from ptylib.io.manifest import sha256_file
 
 
@@ -62,8 +61,7 @@ def phase1_known(cbf: str | os.PathLike[str], experiment_in: str | os.PathLike[s
         target.parent.mkdir(parents=True, exist_ok=True)
         experiment = read_experiment(experiment_in)
         if experiment_in.resolve() != target.resolve():
-            shutil.copyfile(experiment_in, target.with_suffix(".tmp"))
-            os.replace(target.with_suffix(".tmp"), target)
+            atomic_write_bytes(target, experiment_in.read_bytes())
         _masks_for(cbf, experiment, target, layout, still, static, bragg)
         mark_done(layout.masks(still), [cbf, experiment_in], options)
     return _phase1_summary(layout, still)

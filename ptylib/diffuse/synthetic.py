@@ -49,6 +49,8 @@ class SyntheticDiffuseOptions(BaseModel):
     """Unit cell (a, b, c Å, alpha, beta, gamma degrees)."""
     space_group: str = "P 2 2"
     """Hall symbol written to the experiment files (P222)."""
+    space_group_symbol: str = "P222"
+    """The same space group's Hermann-Mauguin symbol (what DIALS is told when it indexes the set)."""
     n_cells: int = Field(10, ge=2)
     """Crystal size in unit cells along each axis (sets the Bragg spot width)."""
     default_F: float = Field(100.0, gt=0)
