@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,15 @@ from ptylib.ici.report.flight_check import (
     failure_message,
     threshold_rows,
 )
-from ptylib.io.lock import RunRootLock
 from ptylib.io.run_roots import new_run_root, prune_run_roots
+
+HOLD_LOCK = """
+import sys, time
+from ptylib.io.lock import RunRootLock
+with RunRootLock(sys.argv[1], owner="a flight check still running"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
 
 
 def test_each_run_root_is_new_and_only_the_newest_unlocked_ones_are_pruned(tmp_path: Path) -> None:
@@ -23,8 +32,14 @@ def test_each_run_root_is_new_and_only_the_newest_unlocked_ones_are_pruned(tmp_p
     (tmp_path / "notes").mkdir()  # not a run root: never pruned
     for root in roots:
         (root / "ledger.csv").write_text("x\n")
-    with RunRootLock(roots[1], owner="a flight check still running"):
+    # The lock is re-entrant within a process, so the running check is another process.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(roots[1])], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
         removed = prune_run_roots(tmp_path, keep=2)
+    finally:
+        holder.kill()
+        holder.wait()
     assert removed == [roots[0]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([roots[1].name, roots[2].name, roots[3].name, "notes"])
     assert prune_run_roots(tmp_path, keep=2) == [roots[1]]  # its lock is free now
