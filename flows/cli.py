@@ -21,6 +21,7 @@ pipelines:
   refine     recover mosaic spread and misset by gradient descent through the simulator
   study      dose/overlap ptychography study (datasets, views, PINN, LSQML, comparison)
   debug      sim-lines debug scenarios: PINN on a lines object, diagnostics, pass/fail report
+  diffuse    diffuse scattering from stills: Phases 1-3 and the Phase 3 visual check
   demo       the main job on the built-in synthetic data (small profile)
 """
 
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.debug_cli import add_debug_arguments
 
     add_debug_arguments(sub)
+    from flows.diffuse_cli import add_diffuse_commands
+
+    add_diffuse_commands(sub)
 
     demo = sub.add_parser("demo", help="the main job: run the pipelines on built-in synthetic data")
     from flows import ici_cli_run
