@@ -92,6 +92,7 @@ def _phase_correlation(network, sidecar, arrays) -> float:
     return pearson(truth, np.angle(np.exp(1j * (got - offset))))
 
 
+@pytest.mark.slow  # about 50 s on a quiet 2-core machine: three trainings of the study's network
 def test_pinn_training_lowers_the_loss_and_learns_phase(smoke_train: dict[str, np.ndarray]) -> None:
     options = TrainingOptions(epochs=12, batch_size=4, learning_rate=1e-3, filters=16)
     untrained = train_model(smoke_train, ModelKind.PINN, 2, options.model_copy(update={"epochs": 1}))
