@@ -72,7 +72,8 @@ def comparison_figure(aligned: Mapping[str, np.ndarray], methods: tuple[str, ...
     """Rows amplitude / phase / phase error, columns truth and each registered method; FRC curves at the right."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.0 * (len(methods) + 2), 8.4))
+    # Constrained layout keeps the colour bars off the FRC panel that spans the last column.
+    fig = Figure(figsize=(3.0 * (len(methods) + 2), 8.4), layout="constrained")
     grid = fig.add_gridspec(3, len(methods) + 2)
     columns = [("truth", aligned["truth"], aligned["truth"])]
     columns += [(m, aligned[m], aligned[f"{m}_truth"]) for m in methods]

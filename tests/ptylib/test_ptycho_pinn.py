@@ -92,6 +92,7 @@ def _phase_correlation(network, sidecar, arrays) -> float:
     return pearson(truth, np.angle(np.exp(1j * (got - offset))))
 
 
+@pytest.mark.slow  # about 50 s on a quiet 2-core machine: three trainings of the study's network
 def test_pinn_training_lowers_the_loss_and_learns_phase(smoke_train: dict[str, np.ndarray]) -> None:
     options = TrainingOptions(epochs=12, batch_size=4, learning_rate=1e-3, filters=16)
     untrained = train_model(smoke_train, ModelKind.PINN, 2, options.model_copy(update={"epochs": 1}))
@@ -108,16 +109,17 @@ def test_pinn_training_lowers_the_loss_and_learns_phase(smoke_train: dict[str, n
 
 def test_non_finite_tensor_stops_training_with_epoch_and_name(smoke_train: dict[str, np.ndarray]) -> None:
     assert first_non_finite({"loss": True, "gradient of 'enc0a/kernel'": False}) == "gradient of 'enc0a/kernel'"
+    few = subset(smoke_train, np.arange(16))  # gridsize 1 ignores the groups
     options = TrainingOptions(epochs=2, batch_size=8, filters=4)
-    result = train_model(smoke_train, ModelKind.PINN, 1, options.model_copy(update={"epochs": 1}))
+    result = train_model(few, ModelKind.PINN, 1, options.model_copy(update={"epochs": 1}))
     kernel = result.network.get_layer("amplitude").kernel
     kernel.assign(np.full(kernel.shape, np.nan, np.float32))
     with pytest.raises(NonFiniteTrainingError, match=r"epoch 1: network output 'amplitude' became non-finite"):
-        train_model(smoke_train, ModelKind.PINN, 1, options, network=result.network)
+        train_model(few, ModelKind.PINN, 1, options, network=result.network)
 
 
 def test_save_load_round_trip_and_mismatch_errors(smoke_train: dict[str, np.ndarray], tmp_path: Path) -> None:
-    result = train_model(smoke_train, ModelKind.BASELINE, 1, TrainingOptions(epochs=1, filters=4))
+    result = train_model(subset(smoke_train, np.arange(16)), ModelKind.BASELINE, 1, TrainingOptions(epochs=1, filters=4))
     sidecar = save_model(tmp_path / "m", result, train_sha256="abc")
     network, loaded = load_model(tmp_path / "m")
     assert loaded == json.loads((tmp_path / "m" / "model.json").read_text()) and loaded["train_sha256"] == "abc"

@@ -65,12 +65,13 @@ def predict_patches(network: Any, sidecar: Mapping[str, Any], arrays: Mapping[st
     groups = make_groups(arrays, int(sidecar["gridsize"]), source=source)
     scale = intensity_scale(arrays["diffraction"])
     x = network_inputs(groups.amplitudes, scale)
-    starts = groups.starts_yx - groups.starts_yx[:, :1]
+    starts = (groups.starts_yx - groups.starts_yx[:, :1]).astype(np.int32)
     out, start = [], time.perf_counter()
     for lo in range(0, len(x), PREDICT_BATCH):
-        amplitude, phase = network(x[lo : lo + PREDICT_BATCH], training=False)
-        patches = overlap_constraint(patches_from_outputs(amplitude, phase), tf.constant(starts[lo : lo + PREDICT_BATCH]))
-        out.append(patches.numpy())
+        # predict_on_batch runs Keras' compiled predict function (kept on the model), not eager layer calls.
+        amplitude, phase = network.predict_on_batch(x[lo : lo + PREDICT_BATCH])
+        patches = patches_from_outputs(tf.constant(amplitude), tf.constant(phase))
+        out.append(overlap_constraint(patches, tf.constant(starts[lo : lo + PREDICT_BATCH])).numpy())
     seconds = time.perf_counter() - start
     return groups.members, np.concatenate(out).astype(np.complex64), seconds, scale
 
