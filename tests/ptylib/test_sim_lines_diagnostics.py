@@ -164,3 +164,16 @@ def test_grid_summary_puts_both_scenarios_checks_side_by_side(tmp_path) -> None:
     assert [r["passed"] for r in record["rows"]] == [True, False]
     table = (tmp_path / "ab_grid.md").read_text()
     assert "| grid | True | 0.5 |" in table and "| nongrid | False | 0.1 |" in table
+
+
+def test_custom_probe_scenario_simulates_with_the_loaded_probe(tmp_path) -> None:
+    from ptylib.ptycho.probes import focused_probe
+
+    probe = 3.0 * focused_probe(32, rng=np.random.default_rng(9), aberration_rad=1.0)
+    np.savez(tmp_path / "lsqml.npz", probe=probe, object=np.ones((8, 8), np.complex64))
+    options = builtin_scenario("gs2_custom", probe_npz=str(tmp_path / "lsqml.npz"), **SMALL)
+    data = simulate_split_group(options)
+    assert np.array_equal(data.probe_raw, probe.astype(np.complex64))
+    record = probe_normalisation_ab(data.probe_raw, data.train["probeGuess"])
+    assert record["stats"]["raw"]["l2_norm"] == pytest.approx(3.0, rel=1e-5)
+    assert record["normalised_max_abs_delta"] < 1e-5
