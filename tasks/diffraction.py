@@ -10,11 +10,21 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ptylib.diffraction.plots import image_figure, loss_figure, parameter_figure, report_markdown
+from ptylib.diffraction.plots import (
+    image_figure,
+    loss_figure,
+    parameter_figure,
+    report_markdown,
+)
 from ptylib.diffraction.refine import RefinementOptions, refine, write_history
 from ptylib.io.atomic import atomic_open, atomic_write_json, atomic_write_text
 from ptylib.io.report import save_figure
-from tasks.artifacts import ProgressArtifact, publish_markdown, publish_pngs, publish_table
+from tasks.artifacts import (
+    ProgressArtifact,
+    publish_markdown,
+    publish_pngs,
+    publish_table,
+)
 
 IMAGES = "images.npz"
 SUMMARY = "result.json"

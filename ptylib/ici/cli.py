@@ -54,19 +54,24 @@ _FLAGS: tuple[tuple[str, str], ...] = (
 
 
 def add_ici_propose_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--run-root`` and every proposer knob (the seed's flag names and defaults, ``--policy``, ``--model-*``)."""
+    """Add ``--run-root`` and every proposer knob (the seed's flag names and defaults, ``--policy``, ``--model-*``).
+
+    The knobs go into an argument group ``proposer`` created here, so a caller that adds its own
+    groups first (``ici run``: data, indexer) gets them listed before the knobs in ``--help``.
+    """
     defaults = ProposerOptions()
     types = {f.name: type(getattr(defaults, f.name)) for f in fields(ProposerOptions)}
     parser.add_argument("--run-root", required=True, type=Path, help="ICI run root holding image_run_log.csv")
+    group = parser.add_argument_group("proposer", "how the next detector shift of each event is chosen")
     for flag, text in _FLAGS:
         name = flag[2:].replace("-", "_")
         default = getattr(defaults, name)
-        parser.add_argument(flag, dest=name, type=types[name], default=default, help=f"{text} (default {default})")
-    parser.add_argument("--step1-allow-spacing-relax", dest="step1_allow_spacing_relax", action="store_true",
+        group.add_argument(flag, dest=name, type=types[name], default=default, help=f"{text} (default {default})")
+    group.add_argument("--step1-allow-spacing-relax", dest="step1_allow_spacing_relax", action="store_true",
                         help="halve the spacing when no candidate respects it (default: event becomes DONE)")
-    parser.add_argument("--step2-algorithm", dest="step2_algorithm", choices=STEP2_ALGORITHMS,
+    group.add_argument("--step2-algorithm", dest="step2_algorithm", choices=STEP2_ALGORITHMS,
                         default=defaults.step2_algorithm, help="Step-2 refinement after a success (default dxdy)")
-    parser.add_argument("--policy", dest="policy", choices=POLICIES, default=defaults.policy,
+    group.add_argument("--policy", dest="policy", choices=POLICIES, default=defaults.policy,
                         help=f"proposal policy: centre model, the seed's hillmap, or the study's baselines "
                              f"spiral / random (default {defaults.policy})")
 

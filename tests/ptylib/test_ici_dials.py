@@ -20,7 +20,7 @@ from ptylib.ici.backends import (
     make_backend,
 )
 from ptylib.ici.backends.base import STDERR_NAME
-from ptylib.ici.backends.dials import DialsMode, event_image
+from ptylib.ici.backends.dials import DialsMode, event_image_path
 from ptylib.ici.backends.dials_worker import (
     SUMMARY_NAME,
     centre_change_to_shift_mm,
@@ -91,7 +91,7 @@ def test_job_script_runs_the_worker_on_the_event_still(tmp_path: Path) -> None:
     backend = make_backend("dials", {**LYSOZYME, "python": _fake_interpreter(tmp_path, "exit 0"), "mode": "fixed",
                                      "index_args": ["indexing.refinement_protocol.n_macro_cycles=2"]})
     job = EventJob(EventKey(str(tmp_path / "data" / "lyso.h5"), 6), 2, 1, -0.012, 0.5)
-    assert event_image(backend.options.image_template, job) == tmp_path / "data" / "lyso_00007.cbf"
+    assert event_image_path(backend.options.image_template, job.key) == tmp_path / "data" / "lyso_00007.cbf"
     script = backend.write_event_script(job, tmp_path / "run_001" / "event_000002")
     assert script.name == "sh_000002.sh"
     text = script.read_text()

@@ -95,7 +95,7 @@ class _Target:
 def estimate_refined_centres(histories: Sequence[EventHistory], options: ProposerOptions,
                              dxdy_lookup: DxdyLookup) -> list[tuple[tuple[float, float] | None, float]]:
     """Each event's combined refined centre (mm) and its standard error (mm); ``(None, inf)`` without estimates."""
-    estimates = [_refined_estimates(h, options, dxdy_lookup) for h in histories]
+    estimates = [refined_estimates(h, options, dxdy_lookup) for h in histories]
     result: list[tuple[tuple[float, float] | None, float]] = [(None, math.inf)] * len(histories)
     for rows, mean, se in _combine_grouped(estimates, options):
         for row, centre, error in zip(rows.tolist(), mean.tolist(), se.tolist()):
@@ -125,7 +125,7 @@ def propose_model(histories: Sequence[EventHistory], options: ProposerOptions, d
         if streak_done(rows, n_success, options):
             proposals[index] = Proposal(None, None, DONE_STREAK)
             continue
-        event_estimates = _refined_estimates(history, options, dxdy_lookup) if n_success else []
+        event_estimates = refined_estimates(history, options, dxdy_lookup) if n_success else []
         if event_estimates:
             refine.append(index)
             estimates.append(event_estimates)
@@ -146,7 +146,7 @@ def propose_model(histories: Sequence[EventHistory], options: ProposerOptions, d
     return cast(list[Proposal], proposals)  # every event got a proposal above
 
 
-def _refined_estimates(history: EventHistory, options: ProposerOptions,
+def refined_estimates(history: EventHistory, options: ProposerOptions,
                        dxdy_lookup: DxdyLookup) -> list[tuple[float, float]]:
     """Centre estimates ``applied - (dx, dy)`` (mm) of the event's successful runs with a usable dx/dy."""
     if options.step2_algorithm != "dxdy":
