@@ -49,6 +49,8 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("--model-max-chi", "model policy: largest RMS standardised residual of the fit"),
     ("--model-refine-sigma-mm", "model policy: error of one refined centre per axis (mm)"),
     ("--model-refine-tol-mm", "model policy: DONE once the combined refined centre's standard error is below this (mm)"),
+    ("--model-repeat-tol-mm", "model policy: DONE once a run at the previous refined centre refines to within this "
+                              "of it again, i.e. a deterministic indexer (mm)"),
     ("--baseline-runs", "spiral and random policies: runs per event, first centre included"),
 )
 
@@ -116,14 +118,20 @@ def run_propose(args: argparse.Namespace) -> int:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
-    """``ici summarize``: print the summary of ``--run-root`` (text, or Markdown with ``--markdown``)."""
+    """``ici summarize``: print the summary of ``--run-root`` and its centres table (text, or Markdown)."""
+    from ptylib.ici.report.centres import centres_table, centres_text, run_root_centres
     from ptylib.ici.report.summary import summarize_run_root
+    from ptylib.io.report import markdown_table
 
     try:
         summary = summarize_run_root(Path(args.run_root))
+        centres = run_root_centres(Path(args.run_root))
     except (IciInputError, OSError) as exc:
         return _fail(exc)
-    print(summary.to_markdown() if getattr(args, "markdown", False) else summary.to_text())
+    if getattr(args, "markdown", False):
+        print(f"{summary.to_markdown()}\n## Centres\n\n{markdown_table(centres_table(centres))}")
+    else:
+        print(f"{summary.to_text()}\ncentres (as in centres.csv; '-' = none):\n{centres_text(centres)}")
     return 0
 
 

@@ -139,3 +139,17 @@ def test_second_run_on_a_locked_root_is_refused(synthetic, tmp_path: Path) -> No
     assert "is in use by another run (pid" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / LEDGER_NAME).exists()
+
+
+def test_an_indexer_that_fails_on_every_event_fails_the_flow_after_the_first_run(synthetic, tmp_path: Path) -> None:
+    from flows.ici_loop import ici_loop
+    from ptylib.ici.loop import IndexerFailedError
+
+    data, _ = synthetic
+    root = tmp_path / "run"
+    missing = tmp_path / "no-such-dir" / "indexamajig"
+    with pytest.raises(IndexerFailedError, match=r"failed on all 3 events of run 000 \(exit code 127\): .*indexamajig: No such file"):
+        ici_loop(run_root=str(root), inputs=[str(data.h5_path)], events="0-2",
+                 crystfel=CrystfelOptions(geometry=data.geometry_path, indexamajig=str(missing)), max_iterations=5)
+    assert not (root / LEDGER_NAME).exists() and not (root / "run_001").exists()
+    assert not (root / "run_000" / "event_000000" / ".event_complete").exists()  # a rerun retries, not skips

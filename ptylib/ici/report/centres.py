@@ -35,8 +35,10 @@ from ptylib.ici.model import EventHistory, EventKey, IciInputError
 from ptylib.ici.proposer.centre_model import estimate_refined_centres, refined_estimates
 from ptylib.ici.proposer.dxdy import run_root_dxdy_lookup
 from ptylib.ici.proposer.options import ProposerOptions
-from ptylib.ici.runroot.layout import CENTRES_NAME, event_dir
+from ptylib.ici.runroot.layout import CENTRES_NAME, LEDGER_NAME, event_dir
+from ptylib.ici.runroot.ledger import read_ledger
 from ptylib.io.atomic import atomic_write_text
+from ptylib.io.manifest import MANIFEST_NAME
 
 COLUMNS = ("event", "image", "status", "runs", "best_shift_x_mm", "best_shift_y_mm", "best_wrmsd_px",
            "refined_shift_x_mm", "refined_shift_y_mm", "refined_n", "beam_fast_px", "beam_slow_px")
@@ -123,6 +125,31 @@ def _geometry(root: Path, index: int, history: EventHistory, image: str) -> Imag
         except IciInputError:
             return None
     return None
+
+
+def run_root_centres(run_root: str | Path) -> list[EventCentre]:
+    """The centres of a run root's ledger with the knobs and image template its ``manifest.json`` recorded.
+
+    Without a manifest (or with knobs this version does not know) the default knobs are used.
+    """
+    root = Path(run_root)
+    parameters = _manifest_parameters(root)
+    try:
+        options = ProposerOptions(**parameters.get("proposer", {}))
+    except (TypeError, ValueError):
+        options = ProposerOptions()
+    backend = parameters.get("backend_options") or {}
+    template = backend.get("image_template") if isinstance(backend, dict) else None
+    return event_centres(root, read_ledger(root / LEDGER_NAME), options, template)
+
+
+def _manifest_parameters(root: Path) -> dict:
+    try:
+        document = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    parameters = document.get("parameters") if isinstance(document, dict) else None
+    return parameters if isinstance(parameters, dict) else {}
 
 
 def format_centres(rows: Sequence[EventCentre]) -> str:
