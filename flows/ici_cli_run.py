@@ -157,7 +157,7 @@ def _add_synthetic_arguments(parser: argparse.ArgumentParser, run_root: str) -> 
         if action.dest == "run_root":
             action.required = False
             action.help = f"where to write (default {run_root})"
-    parser.add_argument("--n-events", type=int, default=24, help="synthetic events (default 24)")
+    parser.add_argument("--n-events", type=int, default=16, help="synthetic events (default 16)")
     parser.add_argument("--data-seed", type=int, default=2026, help="seed of the synthetic data (default 2026)")
     parser.add_argument("--indexer", choices=("auto", "dials", "standin"), default="auto",
                         help="DIALS on rendered stills, or the stand-in indexamajig (default: DIALS when installed)")

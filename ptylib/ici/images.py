@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptylib.ici.model import EventKey, IciInputError
+from ptylib.io.minicbf import header_fields
 
 #: Suffixes of multi-event HDF5 files (events are frames of ``/entry/data/data``); anything else is one image.
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".cxi")
@@ -112,12 +113,7 @@ def image_header(path: str | os.PathLike[str]) -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001 - fabio raises many types for a bad file; all mean "unreadable"
         raise IciInputError(name, f"not a readable CBF image (fabio could not parse its header: "
                                   f"{type(exc).__name__})") from None
-    fields = {k: str(v) for k, v in header.items()}
-    for line in fields.get("_array_data.header_contents", "").splitlines():
-        if line.startswith("# ") and len(line.split()) > 2:
-            keyword, _, value = line[2:].partition(" ")
-            fields[keyword.rstrip(":")] = value.strip()
-    return fields
+    return header_fields(header)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,6 @@ def check_space_group(interpreter: Sequence[str], symbol: str) -> None:
                           timeout=_CHECK_TIMEOUT_S, check=False)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        why = lines[-1].split("Error: ", 1)[-1] if lines else f"exit code {done.returncode}"
+        why = lines[-1].rsplit("Error: ", 1)[-1] if lines else f"exit code {done.returncode}"
         raise IciInputError("--space-group", f"'{symbol}' is not a space group DIALS knows ({why})",
                             field_name="space_group")
