@@ -71,8 +71,10 @@ def ici_loop(
     workers : event batches indexed at the same time; batch_size : events per task run (0 = automatic).
     event_timeout_s : wall-clock limit of one event's indexing job.
 
-    When an input file has a hidden truth beside it (``<file>.truth.json``, synthetic data), the final
-    report also gives each event's distance from its best centre to its true centre.
+    Every loop ends with ``centres.csv`` in the run root (each event's answer, also the table artifact
+    ``ici-centres``). When an input has a hidden truth beside it (``<file>.truth.json``, synthetic
+    data), the report also gives each event's distance from its centres to the true centre. Raises
+    :class:`~ptylib.ici.loop.IndexerFailedError` when the indexer fails on every event of a run.
     """
     logger = get_run_logger()
     root = Path(run_root).resolve()
@@ -86,7 +88,8 @@ def ici_loop(
         write_manifest(root, pipeline="ici_loop", inputs=inputs or [], parameters={
             "inputs": inputs, "events": events, "event_list": event_list,
             "images": [key.h5_path for key in keys if not is_hdf5(key.h5_path)], "backend": str(backend),
-            "backend_options": dataclasses.asdict(backend_options) if backend_options else {}, "proposer": options.to_dict(), "max_iterations": max_iterations,
+            "backend_options": dataclasses.asdict(backend_options) if backend_options else {},
+            "proposer": options.to_dict(), "max_iterations": max_iterations,
             "initial_shift_mm": initial_shift_mm, "workers": workers, "event_timeout_s": event_timeout_s,
         })
         if (root / LEDGER_NAME).exists():

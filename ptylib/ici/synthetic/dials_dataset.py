@@ -75,19 +75,21 @@ class DialsDataset:
         return int(self.true_shift_mm.shape[0])
 
 
-def _still_options(events: int, seed: int, radius_mm: float, background_photons: float) -> Any:
+def _still_options(events: int, seed: int, radius_mm: float, background_photons: float, panel_px: int) -> Any:
     from ptylib.diffraction.options import DetectorOptions
     from ptylib.diffraction.still_renderer import StillDatasetOptions
 
-    detector = DetectorOptions(fpixels=DETECTOR_PIXELS, spixels=DETECTOR_PIXELS, pixel_size_mm=PIXEL_MM,
-                               distance_mm=DISTANCE_MM, oversample=1)
+    # A smaller panel moves closer, so its edge stays at the same resolution.
+    detector = DetectorOptions(fpixels=panel_px, spixels=panel_px, pixel_size_mm=PIXEL_MM,
+                               distance_mm=DISTANCE_MM * panel_px / DETECTOR_PIXELS, oversample=1)
     return StillDatasetOptions(events=events, seed=seed, beam_offset_max_mm=radius_mm / math.sqrt(2.0),
                                background_photons=background_photons, prefix=PREFIX, detector=detector,
                                dtype="float32")
 
 
 def make_dials_dataset(out_dir: str | os.PathLike[str], *, events: int = 24, seed: int = 2026,
-                       radius_mm: float = 0.05, background_photons: float = 2.0) -> DialsDataset:
+                       radius_mm: float = 0.05, background_photons: float = 2.0,
+                       panel_px: int = DETECTOR_PIXELS) -> DialsDataset:
     """Render (or reuse) ``events`` stills in ``out_dir`` and write their ICI truth; see the module docstring.
 
     Parameters
@@ -97,6 +99,7 @@ def make_dials_dataset(out_dir: str | os.PathLike[str], *, events: int = 24, see
     seed : seed of the orientations, offsets and noise.
     radius_mm : the ICI search radius (mm); true offsets are uniform in the square of half-side radius / √2.
     background_photons : flat background per pixel (photons) before Poisson noise.
+    panel_px : pixels along each side of the panel; a smaller panel (tests) sits closer, same edge resolution.
     """
     from ptylib.diffraction.still_renderer import render_stills
 
@@ -105,7 +108,7 @@ def make_dials_dataset(out_dir: str | os.PathLike[str], *, events: int = 24, see
     if not (math.isfinite(radius_mm) and radius_mm >= 0):
         raise ValueError(f"radius_mm must be a finite length >= 0 mm, got {radius_mm}")
     out = Path(out_dir).resolve()
-    options = _still_options(events, seed, radius_mm, background_photons)
+    options = _still_options(events, seed, radius_mm, background_photons, panel_px)
     stills_truth_path = out / f"{PREFIX}_truth.json"
     stills_truth = _existing_truth(stills_truth_path, options.model_dump(mode="json"))
     if stills_truth is None:
