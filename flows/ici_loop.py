@@ -19,11 +19,13 @@ from ptylib.ici.backends import (
 from ptylib.ici.backends.checks import check_backend_inputs, image_template
 from ptylib.ici.events import resolve_events
 from ptylib.ici.images import is_hdf5
+from ptylib.ici.jobs import end_stale_jobs
 from ptylib.ici.loop import IndexerFailedError
 from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import RunRootLock
 from ptylib.io.manifest import write_manifest
+from ptylib.io.paths import reject_control_characters
 from tasks.artifacts import ProgressArtifact, publish_markdown
 from tasks.ici import (
     batches,
@@ -77,7 +79,7 @@ def ici_loop(
     :class:`~ptylib.ici.loop.IndexerFailedError` when the indexer fails on every event of a run.
     """
     logger = get_run_logger()
-    root = Path(run_root).resolve()
+    root = Path(reject_control_characters(Path(run_root).resolve(), "run_root"))
     options = proposer or ProposerOptions()
     backend_options = {BackendName.CRYSTFEL: crystfel, BackendName.COMMAND: command,
                        BackendName.DIALS: dials}[BackendName(backend)]
@@ -85,6 +87,8 @@ def ici_loop(
     keys = resolve_events(inputs or [], events, event_list, images=images)
     check_backend_inputs(keys, indexer)
     with RunRootLock(root, owner="ici-loop flow"):
+        for job in end_stale_jobs(root):  # left by an earlier run that died without ending them
+            logger.warning("ended stale indexing job %s (pid %d) of an earlier run", job.script, job.pid)
         write_manifest(root, pipeline="ici_loop", inputs=inputs or [], parameters={
             "inputs": inputs, "events": events, "event_list": event_list,
             "images": [key.h5_path for key in keys if not is_hdf5(key.h5_path)], "backend": str(backend),

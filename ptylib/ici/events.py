@@ -9,6 +9,7 @@ from pathlib import Path
 from ptylib.ici.images import resolve_images
 from ptylib.ici.model import EventKey, IciInputError
 from ptylib.io.h5filters import h5py_with_filters
+from ptylib.io.paths import reject_control_characters
 
 DATA_PATH = "/entry/data/data"
 
@@ -87,4 +88,6 @@ def resolve_events(
         keys += resolve_images(images)
     if not keys:
         raise IciInputError(event_list or "inputs", "no events selected: give --input, --event-list or --images")
+    for name in dict.fromkeys(key.h5_path for key in keys):
+        reject_control_characters(name, "input file")
     return list(dict.fromkeys(keys))

@@ -13,13 +13,15 @@ REPO = Path(__file__).parents[2]
 
 
 def test_served_deployments_have_forms_and_valid_parameters() -> None:
+    from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.callables import parameter_schema
 
     from deployments.serve_all import FLIGHT_CHECK_EVERY, build_deployments
     from flows.ici_loop import ici_loop
 
     deployments = {d.name: d for d in build_deployments()}
-    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study"}
+    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study", "diffuse-phase3",
+                                "diffuse-visual-check", "diffuse-demo"}
     assert deployments["ici-loop"].entrypoint == "flows/ici_loop.py:ici_loop"
     form = parameter_schema(ici_loop).model_dump()  # what the UI's run form is built from
     assert form["required"] == ["run_root"]
@@ -30,9 +32,20 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     study_form = parameter_schema(ici_study).model_dump()
     assert {"modes", "strategies", "proposer", "indexer"} <= set(study_form["properties"])
     assert "baseline_runs" in study_form["definitions"]["ProposerOptions"]["properties"]
+    from flows.diffuse_phase3 import diffuse_phase3
+
+    diffuse_form = parameter_schema(diffuse_phase3).model_dump()
+    assert diffuse_form["required"] == ["cbf_image_paths", "output_base_dir"]
+    assert {"d_min_target", "ndiv_h"} <= set(diffuse_form["definitions"]["GridOptions"]["properties"])
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    assert {d["name"] for d in spec["deployments"]} == set(deployments)
     check = deployments["ici-flight-check"]
     assert check.schedules[0].schedule.interval == FLIGHT_CHECK_EVERY
-    assert check.parameters == {"run_root": "runs/flight-check/ici", "n_events": 4, "max_iterations": 2}
+    assert check.parameters == {"parent": "runs/flight-check/ici"}
+    assert check.entrypoint == "flows/ici_flight_check.py:ici_flight_check"
+    check_form = parameter_schema(load_flow_from_entrypoint(str(REPO / check.entrypoint))).model_dump()
+    assert {"min_index_rate", "max_centre_error_mm", "keep_runs"} <= set(
+        check_form["definitions"]["FlightCheckOptions"]["properties"])
 
 
 def test_prefect_yaml_entrypoints_load_and_parameters_validate() -> None:
