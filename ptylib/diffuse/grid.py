@@ -95,7 +95,9 @@ class GlobalVoxelGrid:
         axes[1] *= shape[2]
         flat += axes[1]
         flat += axes[2]
-        np.copyto(flat, -1, where=outside)
+        # -1 has every bit set, so OR-ing minus the mask marks the outside rows without a
+        # data-dependent branch per row (np.copyto(where=...) is ten times slower on mixed masks).
+        flat |= np.subtract(0, outside, dtype=dtype)
         return flat
 
     def voxel_hkl(self, index: np.ndarray) -> np.ndarray:
