@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         ("binning throughput per CPU second (process CPU time)", f"{ours_cpu / 1e6:.1f} M obs/s",
          f"bincount alone {reference_cpu / 1e6:.1f} M obs/s; ours / bincount = {ours_cpu / reference_cpu:.2f}"),
         (f"accumulator: {args.stream_observations:,} obs streamed", f"peak RSS {peak_total_mib:.0f} MiB (+{peak_mib:.0f} MiB while streaming)",
-         f"{seconds:.1f} s ({args.stream_observations / seconds / 1e6:.1f} M obs/s), file {size / 2**20:.0f} MiB, "
-         f"{args.per_still:,} obs per still; target < 2 GB"),
+         (f"{seconds:.1f} s ({args.stream_observations / seconds / 1e6:.1f} M obs/s), file {size / 2**20:.0f} MiB, "
+          f"{args.per_still:,} obs per still; target < 2 GB")),
     ]
     report = measurement_report(HEADING, f"Command: `python bench/diffuse.py {' '.join(argv or sys.argv[1:])}`. "
                                 f"{machine_line()}", rows)

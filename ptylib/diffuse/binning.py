@@ -12,7 +12,6 @@ from ptylib.diffuse.accumulator import VoxelAccumulator
 from ptylib.diffuse.extraction import read_pixel_data
 from ptylib.diffuse.grid import GlobalVoxelGrid
 
-
 # Observations per pass: the chunk's temporaries (about 40 bytes an observation) stay in the CPU
 # cache instead of streaming full-length arrays through memory once per operation.
 CHUNK_ROWS = 1 << 16

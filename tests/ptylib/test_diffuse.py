@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from ptylib.diffuse.accumulator import VoxelAccumulator, iter_observations, read_counts
 from ptylib.diffuse.accuracy import misorientation_deg, pearson
-from ptylib.diffuse.experiment import StillExperiment, read_experiment, write_experiment
 from ptylib.diffuse.binning import CHUNK_ROWS, bin_observations
+from ptylib.diffuse.experiment import StillExperiment, read_experiment, write_experiment
 from ptylib.diffuse.grid import GlobalVoxelGrid, build_grid, read_grid, write_grid
 from ptylib.diffuse.images import check_sizes, read_still
 from ptylib.diffuse.masks import compute_masks
