@@ -129,11 +129,25 @@ def header_fields(header: Mapping[str, object]) -> dict[str, str]:
 
 
 def read_minicbf(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, str]]:
-    """Read a miniCBF with fabio: (int32 image [slow, fast], header fields by keyword, :func:`header_fields`)."""
+    """Read a miniCBF with fabio: (int32 image [slow, fast], header fields by keyword, :func:`header_fields`).
+
+    A missing or unreadable file raises ``OSError``; a file that is not a CBF image raises ``ValueError``
+    naming it (fabio's own errors for a broken file range from ``AttributeError`` to ``IndexError``).
+    """
     import fabio
 
-    image = fabio.open(str(path))
-    return np.asarray(image.data, dtype=np.int32), header_fields(image.header)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "no such file", str(path))
+    try:
+        image = fabio.open(str(path))
+        data = image.data
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fabio's parser fails on a broken file with assorted types
+        raise ValueError(f"{path}: not a readable CBF image ({type(exc).__name__}: {exc})") from None
+    if data is None or np.ndim(data) != 2:
+        raise ValueError(f"{path}: not a readable CBF image (no 2-D binary section)")
+    return np.asarray(data, dtype=np.int32), header_fields(image.header)
 
 
 def beam_xy_px(fields: dict[str, str]) -> tuple[float, float]:
