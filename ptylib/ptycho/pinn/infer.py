@@ -83,10 +83,10 @@ def central_crop(patches: np.ndarray) -> np.ndarray:
     return patches[..., lo : lo + n_px // 2, lo : lo + n_px // 2]
 
 
-def reconstruct(network: Any, sidecar: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
-                source: str = "<arrays>", margin_px: int = 2) -> Reconstruction:
-    """Predict every group of the dataset and stitch the patches' centres on the dataset's canvas."""
-    members, patches, seconds, scale = predict_patches(network, sidecar, arrays, source=source)
+def stitch_group_patches(arrays: Mapping[str, np.ndarray], members: np.ndarray, patches: np.ndarray, *,
+                         margin_px: int = 2) -> tuple[np.ndarray, tuple[int, int]]:
+    """Stitch the central N/2 of patches (G, C, N, N) of pattern indices ``members`` (G, C) on the dataset's
+    canvas: (image (H, W) complex64, canvas origin (row, col) in dataset-object pixels); uncovered pixels are 1."""
     x, y = np.asarray(arrays["xcoords"])[members].ravel(), np.asarray(arrays["ycoords"])[members].ravel()
     n_px = patches.shape[-1]
     (oy, ox), (height, width) = reconstruction_canvas(arrays["xcoords"], arrays["ycoords"], n_px, margin_px)
@@ -96,7 +96,15 @@ def reconstruct(network: Any, sidecar: Mapping[str, Any], arrays: Mapping[str, n
     crops = central_crop(patches.reshape(-1, n_px, n_px))
     stitched = stitch_patches(crops, offsets, canvas_px=side)
     image = np.where(stitched.weight > 0, stitched.canvas, 1).astype(np.complex64)[:height, :width]
-    return Reconstruction(image, (oy, ox), seconds, int(members.size), scale)
+    return image, (oy, ox)
+
+
+def reconstruct(network: Any, sidecar: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
+                source: str = "<arrays>", margin_px: int = 2) -> Reconstruction:
+    """Predict every group of the dataset and stitch the patches' centres on the dataset's canvas."""
+    members, patches, seconds, scale = predict_patches(network, sidecar, arrays, source=source)
+    image, origin = stitch_group_patches(arrays, members, patches, margin_px=margin_px)
+    return Reconstruction(image, origin, seconds, int(members.size), scale)
 
 
 def infer_to_files(model_dir: str | os.PathLike[str], data_npz: str | os.PathLike[str],
