@@ -20,7 +20,8 @@ pipelines:
   simulate   render one diffraction image with the differentiable (torch) simulator
   refine     recover mosaic spread and misset by gradient descent through the simulator
   study      dose/overlap ptychography study (datasets, overlap views, pty-chi LSQML)
-  demo       the main job on the built-in synthetic data (small profile)
+  demo       the main job: every pipeline's small profile on built-in synthetic data
+  ui         the local Prefect server, UI, worker, inbox watcher and deployments (up|status|down)
 """
 
 
@@ -76,17 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_study_arguments(sub)
 
-    demo = sub.add_parser("demo", help="the main job: run the pipelines on built-in synthetic data")
-    from flows import ici_cli_run
+    from flows import demo_cli
 
-    ici_cli_run.add_demo_arguments(demo)
-    demo.set_defaults(handler=ici_cli_run.run_demo)
+    demo = sub.add_parser("demo", help="the main job: every pipeline's small profile on built-in synthetic data",
+                          description="Every landed pipeline's small profile as subflows of one parent flow "
+                                      "run, failures isolated; one report (artifact and report.md) at the end.")
+    demo_cli.add_demo_arguments(demo)
+    demo.set_defaults(handler=demo_cli.run_demo)
+    from flows import ui_cli
+
+    ui_cli.add_ui_arguments(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    from flows.ui_cli import use_running_server
+
+    use_running_server()
     handler: Handler = args.handler
     return handler(args)
 

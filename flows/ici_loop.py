@@ -62,8 +62,9 @@ def ici_loop(
     backend, crystfel, command, dials : the indexer and its options.
     proposer : the proposer's knobs (the seed's defaults).
     max_iterations : total number of runs of the run root (a resumed loop continues up to it).
+    initial_shift_mm : detector shift (x, y) of every event's first run (mm).
     workers : event batches indexed at the same time; batch_size : events per task run (0 = automatic).
-    event_timeout_s : wall-clock limit of one event's indexing job.
+    event_timeout_s : wall-clock limit of one event's indexing job (s).
 
     When an input file has a hidden truth beside it (``<file>.truth.json``, synthetic data), the final
     report also gives each event's distance from its best centre to its true centre.
