@@ -122,7 +122,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the convergence study: the demo's data and knobs (``--baseline-runs`` among them), modes, strategies."""
-    from ptylib.ici.options import POLICIES
+    from ptylib.ici.proposer.options import POLICIES
 
     _add_synthetic_arguments(parser, "runs/study/ici")
     parser.add_argument("--modes", default="fixed,refine",

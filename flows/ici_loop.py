@@ -17,8 +17,8 @@ from ptylib.ici.backends import (
     make_backend,
 )
 from ptylib.ici.events import resolve_events
-from ptylib.ici.model import LEDGER_NAME
-from ptylib.ici.options import ProposerOptions
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import RunRootLock
 from ptylib.io.manifest import write_manifest
 from tasks.artifacts import ProgressArtifact, publish_markdown

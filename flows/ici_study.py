@@ -4,11 +4,11 @@ On the demo's dataset (DIALS-rendered stills when DIALS is installed, the stand-
 images otherwise), every strategy runs the full ICI loop from the same first centre in its own run
 root ``<run_root>/<mode>/<strategy>``: ``model`` (the project's default), ``hillmap`` (the seed's
 policy), and the baselines ``spiral`` (fixed golden-angle spiral) and ``random`` (uniform in the
-disk) with a budget of ``proposer.baseline_runs`` runs per event (:mod:`ptylib.ici.baselines`). Modes:
+disk) with a budget of ``proposer.baseline_runs`` runs per event (:mod:`ptylib.ici.proposer.baselines`). Modes:
 ``fixed`` (detector not refined: the wRMSD is the only signal) and ``refine`` (the indexer refines
 the detector; Step-2 / the model use the refined centres). The study compares runs until an event
 first indexes, runs until DONE and the final distance to the true centre
-(:mod:`ptylib.ici.study`), as a table and a plot artifact and as files in ``run_root``. Every loop
+(:mod:`ptylib.ici.report.study`), as a table and a plot artifact and as files in ``run_root``. Every loop
 resumes where it stopped, so a killed study continues when run again.
 """
 
@@ -21,7 +21,7 @@ from prefect import flow
 
 from flows.ici_demo import prepare_demo_data
 from flows.ici_loop import ici_loop
-from ptylib.ici.options import POLICIES, ProposerOptions
+from ptylib.ici.proposer.options import POLICIES, ProposerOptions
 from ptylib.io.manifest import write_manifest
 from tasks.ici import study_figures_task, study_report_task
 

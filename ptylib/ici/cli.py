@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ptylib.ici.model import IciInputError
-from ptylib.ici.options import POLICIES, STEP2_ALGORITHMS, ProposerOptions
+from ptylib.ici.proposer.options import POLICIES, STEP2_ALGORITHMS, ProposerOptions
 
 EXIT_INPUT_ERROR = 2
 
@@ -89,7 +89,7 @@ def _fail(message: object) -> int:
 
 def run_propose(args: argparse.Namespace) -> int:
     """``ici propose``: patch the ledger and state of ``--run-root`` with the next shifts; prints counts."""
-    from ptylib.ici.ledger import gc_paused
+    from ptylib.ici.runroot.ledger import gc_paused
 
     try:
         options = options_from_args(args)
@@ -100,7 +100,7 @@ def run_propose(args: argparse.Namespace) -> int:
         # start-up time and threads spinning on the other cores (an explicit setting is kept).
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     with gc_paused():  # numpy's import and the pass make ~10^5 objects that live to the end
-        from ptylib.ici.propose_run import propose_run_root
+        from ptylib.ici.proposer.propose import propose_run_root
 
         try:
             outcome = propose_run_root(Path(args.run_root), options)
@@ -112,7 +112,7 @@ def run_propose(args: argparse.Namespace) -> int:
 
 def run_summarize(args: argparse.Namespace) -> int:
     """``ici summarize``: print the summary of ``--run-root`` (text, or Markdown with ``--markdown``)."""
-    from ptylib.ici.summary import summarize_run_root
+    from ptylib.ici.report.summary import summarize_run_root
 
     try:
         summary = summarize_run_root(Path(args.run_root))

@@ -31,8 +31,8 @@ from ptylib.ici.backends.base import (
     read_event_outcome,
     stream_part_name,
 )
-from ptylib.ici.ingest import chunk_metrics_path, write_chunk_metrics
-from ptylib.ici.step2 import event_dir
+from ptylib.ici.runroot.ingest import write_chunk_metrics
+from ptylib.ici.runroot.layout import chunk_metrics_path, event_dir
 from ptylib.io.atomic import atomic_open, atomic_write_json, atomic_write_text
 from ptylib.io.manifest import sha256_file
 

@@ -15,10 +15,10 @@ import pytest
 
 from flows.ici_demo import standin_indexamajig
 from ptylib.ici.backends import CrystfelOptions
-from ptylib.ici.ledger import read_ledger
-from ptylib.ici.model import LEDGER_NAME
-from ptylib.ici.report import best_centres
-from ptylib.ici.synthetic import make_synthetic_run
+from ptylib.ici.report.final import best_centres
+from ptylib.ici.runroot.layout import LEDGER_NAME
+from ptylib.ici.runroot.ledger import read_ledger
+from ptylib.ici.synthetic.dataset import make_synthetic_run
 
 pytestmark = [pytest.mark.prefect_test, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 REPO = Path(__file__).parents[2]

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from ptylib.ici.cli import build_parser, main, options_from_args
-from ptylib.ici.ledger import format_ledger, read_ledger
-from ptylib.ici.model import LEDGER_NAME, EventHistory, EventKey, LedgerRow
-from ptylib.ici.options import ProposerOptions
+from ptylib.ici.model import EventHistory, EventKey, LedgerRow
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.runroot.layout import LEDGER_NAME
+from ptylib.ici.runroot.ledger import format_ledger, read_ledger
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("prefect", "torch", "tensorflow")

@@ -8,24 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from ici_reference import make_dxdy_lookup, propose_event
 
-from ptylib.ici import propose_run as propose_run_module
-from ptylib.ici.convergence import done_reason
-from ptylib.ici.ledger import format_ledger, read_ledger
-from ptylib.ici.model import (
-    LEDGER_NAME,
-    STATE_NAME,
-    EventHistory,
-    EventKey,
-    IciInputError,
-    Proposal,
-)
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_event, propose_events
-from ptylib.ici.propose_run import propose_run_root
-from ptylib.ici.rng import event_stream
-from ptylib.ici.state import read_state
-from ptylib.ici.step2 import DxdyLookup, event_dir, make_dxdy_lookup, read_dxdy
+from ptylib.ici.model import EventHistory, EventKey, IciInputError, Proposal
+from ptylib.ici.proposer import propose as propose_run_module
+from ptylib.ici.proposer.done import done_reason
+from ptylib.ici.proposer.dxdy import DxdyLookup, read_dxdy
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_events
+from ptylib.ici.proposer.propose import propose_run_root
+from ptylib.ici.proposer.rng import event_stream
+from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME, event_dir
+from ptylib.ici.runroot.ledger import format_ledger, read_ledger
+from ptylib.ici.runroot.sidecar import read_state
 
 Trial = tuple[float, float, float | None]
 STREAM = event_stream(EventKey("/x.h5", 0), 1, 1337, "test")

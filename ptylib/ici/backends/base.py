@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ptylib.ici.backends.stream import Chunk, chunk_wrmsd, parse_stream
 from ptylib.ici.model import ChunkMetric, EventKey, IciInputError
-from ptylib.ici.step2 import DXDY_NAME
-from ptylib.ici.stream import Chunk, chunk_wrmsd, parse_stream
+from ptylib.ici.runroot.layout import DXDY_NAME
 from ptylib.io.atomic import atomic_write_text
 
 EVENT_DONE_TOKEN = "__EVENT_DONE__"
@@ -74,7 +74,7 @@ class EventOutcome:
 
 @dataclass(frozen=True, kw_only=True)
 class ScoringOptions:
-    """How a stream part is scored by :func:`~ptylib.ici.stream.wrmsd`: match radius (px), outlier cut mean + k·std."""
+    """How a stream part is scored by :func:`~ptylib.ici.backends.stream.wrmsd`: match radius (px), outlier cut mean + k·std."""
 
     match_radius_px: float = 4.0
     outlier_k: float = 3.0

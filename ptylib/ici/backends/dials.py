@@ -19,7 +19,7 @@ directory (see that module for the files and their meaning). Two modes, as Cryst
 Success is DIALS' *outputs* passing a gate (indexed fraction of the strong spots ≥
 ``min_indexed_fraction`` and positional RMSD ≤ ``max_rmsd_px``), never its exit code: ``dials.import``
 can exit 0 without writing ``imported.expt`` and ``dials.index`` can exit 0 with a wrong lattice. The
-wRMSD is the project's (:func:`ptylib.ici.stream.wrmsd` on the stream part: strong spots vs predicted
+wRMSD is the project's (:func:`ptylib.ici.backends.stream.wrmsd` on the stream part: strong spots vs predicted
 positions of the indexed reflections, intensity-weighted), so it compares with the CrystFEL path;
 DIALS' own RMSDs are kept beside it in ``dials_summary.json``, the stream part and the result reason.
 

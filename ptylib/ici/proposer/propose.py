@@ -15,14 +15,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptylib.ici.commit import commit_files
-from ptylib.ici.ledger import gc_paused, parse_ledger
-from ptylib.ici.model import LEDGER_NAME, STATE_NAME, IciInputError
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_events
-from ptylib.ici.state import (
+from ptylib.ici.model import IciInputError
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_events
+from ptylib.ici.runroot.commit import commit_files
+from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME
+from ptylib.ici.runroot.ledger import gc_paused, parse_ledger
+from ptylib.ici.runroot.sidecar import (
     EventState,
-    ProposalRecord,
+    ProposalEntry,
     RunState,
     format_ledger_and_state,
     parse_state_histories,
@@ -72,7 +73,7 @@ def propose_run_root(run_root: Path, options: ProposerOptions) -> ProposeOutcome
                 last = histories[key].rows[-1]
                 last.proposal = proposal
                 previous.events.setdefault(key, EventState()).proposal_history.append(
-                    ProposalRecord(last.run_n + 1, proposal.dx_mm, proposal.dy_mm, proposal.reason))
+                    ProposalEntry(last.run_n + 1, proposal))
             ledger_text, state_text = format_ledger_and_state(histories, previous)
             commit_files([(ledger_path, old_ledger, ledger_text), (state_path, old_state, state_text)])
     current = [h.rows[-1].proposal for h in histories.values() if h.rows]
