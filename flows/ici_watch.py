@@ -14,8 +14,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.ici_loop import ici_loop
-from ptylib.ici.ledger import read_ledger
-from ptylib.ici.model import LEDGER_NAME
+from ptylib.ici.runroot.ledger import read_ledger
+from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import RunRootLockedError
 from ptylib.io.manifest import read_manifest
 
@@ -39,7 +39,7 @@ def unfinished_loop(root: Path) -> dict[str, Any] | None:
             "event_list": recorded["event_list"], "backend": backend, backend: recorded["backend_options"] or None,
             "proposer": recorded["proposer"], "max_iterations": recorded["max_iterations"],
             "initial_shift_mm": tuple(recorded["initial_shift_mm"]), "workers": recorded["workers"],
-            "event_timeout_s": recorded["event_timeout_s"]}
+            "event_timeout_s": recorded["event_timeout_s"], "scale_out": recorded.get("scale_out")}
 
 
 @flow(name="ici-watch", flow_run_name="ici-watch-{runs_dir}", log_prints=True)

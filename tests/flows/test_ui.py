@@ -25,7 +25,7 @@ import pytest
 
 from deployments.local_stack import free_port, read_stack
 from flows.ici_demo import standin_indexamajig
-from ptylib.ici.synthetic import make_synthetic_run
+from ptylib.ici.synthetic.dataset import make_synthetic_run
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 REPO = Path(__file__).parents[2]
