@@ -43,6 +43,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     index.add_argument("--command-template", help="command backend: shell template with {h5_path} {event} "
                        "{det_shift_x_mm} {det_shift_y_mm} {event_dir} {stream}")
     _add_loop_arguments(parser)
+    from flows.scale_out import add_scale_out_arguments
+
+    add_scale_out_arguments(parser)
 
 
 def _backend_options(args: argparse.Namespace) -> tuple[str, object]:
@@ -82,6 +85,7 @@ def _run_checked(start: Callable[[], dict], run_root: Path) -> int:
 def run_loop(args: argparse.Namespace) -> int:
     """``ici run``: the ICI loop on the user's data."""
     from flows.ici_loop import ici_loop
+    from flows.scale_out import scale_out_from_args
 
     def start() -> dict:
         from ptylib.ici.events import resolve_events
@@ -93,7 +97,7 @@ def run_loop(args: argparse.Namespace) -> int:
             backend=backend, crystfel=options if backend == "crystfel" else None,
             command=options if backend == "command" else None, proposer=options_from_args(args),
             max_iterations=args.max_iterations, initial_shift_mm=tuple(args.initial_shift_mm), workers=args.workers,
-            batch_size=args.batch_size, event_timeout_s=args.event_timeout_s,
+            batch_size=args.batch_size, event_timeout_s=args.event_timeout_s, scale_out=scale_out_from_args(args),
         )
 
     return _run_checked(start, args.run_root)

@@ -36,12 +36,11 @@ from tasks.ici import (
 )
 
 
-@flow(name="ici-index-events", flow_run_name="ici-index-run-{run_n}")
-def index_events(scripts: list[str], run_n: int, workers: int, batch_size: int, event_timeout_s: float) -> int:
+def fan_out_events(scripts: list[str], run_n: int, workers: int, batch_size: int, event_timeout_s: float) -> int:
     """Run one iteration's event scripts in batches (one task run per batch), at most ``workers`` at once.
 
-    A subflow so that each run of the loop can take its own task runner (threads or Dask). Returns the
-    number of scripts run.
+    Called inside the loop's flow run (threads), or as the subflow :data:`index_events` on a Dask task
+    runner. Returns the number of scripts run.
     """
     size = batch_size or max(1, math.ceil(len(scripts) / (4 * max(workers, 1))))
     progress = ProgressArtifact(len(scripts), f"run {run_n:03d}: events indexed")
@@ -55,6 +54,10 @@ def index_events(scripts: list[str], run_n: int, workers: int, batch_size: int, 
     for future in as_completed(pending):
         progress.advance(len(future.result()))
     return len(scripts)
+
+
+index_events = flow(name="ici-index-events", flow_run_name="ici-index-run-{run_n}")(fan_out_events)
+"""The fan-out as a subflow, so that it can run on another task runner than the loop's (Dask)."""
 
 
 @flow(name="ici-loop", log_prints=True)
@@ -116,8 +119,8 @@ def ici_loop(
                 break
             logger.info("run %03d: %d events to index, %d done", plan.run_n, len(plan.jobs), plan.n_done)
             scripts = prepare_run_task(str(root), plan, indexer)
-            index_events.with_options(task_runner=make_runner())(scripts, plan.run_n, workers, batch_size,
-                                                                  event_timeout_s)
+            fan_out = fan_out_events if make_runner is None else index_events.with_options(task_runner=make_runner())
+            fan_out(scripts, plan.run_n, workers, batch_size, event_timeout_s)
             collect_run_task(str(root), plan, indexer)
             ingest_task(str(root), plan.run_n)
             propose_task(str(root), options)

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from deployments.local_stack import free_port, read_stack
+from deployments.screenshots import chromium, chromium_path
 from flows.ici_demo import standin_indexamajig
 from ptylib.ici.synthetic.dataset import make_synthetic_run
 
@@ -31,8 +32,6 @@ pytestmark = [pytest.mark.ui, pytest.mark.slow]
 REPO = Path(__file__).parents[2]
 INBOX_START_LIMIT_S = 30.0
 """A complete file in the inbox starts the ICI deployment within this time (watcher poll 1 s, settle 2 s)."""
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -151,9 +150,8 @@ def test_ici_run_through_the_api_completes_with_artifacts_and_triggers_its_repor
     assert api.post("/artifacts/filter", {"artifacts": {"key": {"any_": ["ici-report"]}}})
 
 
-def test_flow_run_page_renders_in_headless_chromium(stack, demo_run, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+def test_flow_run_page_renders_in_headless_chromium(stack, demo_run) -> None:
+    if chromium_path() is None:
         pytest.skip("chromium not installed (.ci/in-venv installs Debian's package when run as root)")
     import matplotlib.image
 
@@ -161,18 +159,13 @@ def test_flow_run_page_renders_in_headless_chromium(stack, demo_run, tmp_path: P
     out.mkdir(parents=True, exist_ok=True)
     png = out / "ici-demo-flow-run.png"
     page = f"{stack['url']}/runs/flow-run/{demo_run['id']}"
-    common = [chromium, *CHROMIUM_FLAGS, "--window-size=1400,900", "--hide-scrollbars",
-              "--virtual-time-budget=8000"]
-    shot = subprocess.run([*common, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={png}", page],
-                          capture_output=True, text=True, timeout=120)
-    assert shot.returncode == 0 and png.is_file(), shot.stderr[-2000:]
+    chromium(page, screenshot=png)
     pixels = matplotlib.image.imread(png)[..., :3]
     assert pixels.std() > 0.05, "blank screenshot"
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
-    dom = subprocess.run([*common, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", page],
-                         capture_output=True, text=True, timeout=120)
-    assert demo_run["name"] in dom.stdout and "Completed" in dom.stdout
-    leftovers = [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(tmp_path).encode() in _read(p)]
+    dom = chromium(page)
+    assert demo_run["name"] in dom and "Completed" in dom
+    leftovers = [p for p in Path("/proc").glob("[0-9]*/cmdline") if b"ptyflows-chromium-" in _read(p)]
     assert leftovers == [], "chromium left processes behind"
 
 
