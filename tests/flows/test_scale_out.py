@@ -29,3 +29,22 @@ def test_dask_and_threads_give_the_same_ledger(tmp_path: Path, caplog: pytest.Lo
     threads = (tmp_path / "threads" / LEDGER_NAME).read_text()
     assert threads.count("\n") > 6 * 2  # every event indexed in both runs
     assert (tmp_path / "dask" / LEDGER_NAME).read_text() == threads
+
+
+def test_ici_watch_continues_an_unfinished_loop_with_its_recorded_parameters(tmp_path: Path) -> None:
+    import json
+
+    from flows.ici_loop import ici_loop
+    from flows.ici_watch import ici_watch, unfinished_loop
+
+    data = make_synthetic_run(tmp_path / "data", 3, seed=4, radius_mm=0.05)
+    crystfel = CrystfelOptions(geometry=data.geometry_path, indexamajig=str(standin_indexamajig(tmp_path / "bin")))
+    root = tmp_path / "runs" / "r1"
+    ici_loop(run_root=str(root), inputs=[str(data.h5_path)], crystfel=crystfel, max_iterations=1, workers=1)
+    assert unfinished_loop(root) is None  # its cap is reached
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["parameters"]["max_iterations"] = 2  # the cap raised by hand
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    assert unfinished_loop(root)["crystfel"]["geometry"] == str(data.geometry_path)
+    assert ici_watch(str(tmp_path / "runs")) == {"continued": [str(root)], "busy": []}
+    assert (root / "run_001").is_dir() and unfinished_loop(root) is None
