@@ -96,6 +96,21 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def started_by(prefect_home: Path) -> list[int]:
+    """Pids of the processes whose environment carries ``PREFECT_HOME=<prefect_home>``: the stack's parts and
+    everything they started, also processes re-parented to init when their parent died (a cancelled flow
+    run's helper, say)."""
+    marker = f"PREFECT_HOME={prefect_home}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
 def port_free(host: str, port: int) -> bool:
     """True when nothing listens on ``host:port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -139,13 +154,14 @@ class LocalStack:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir.resolve()
         self.logs = self.state_dir / "logs"
+        self.prefect_home = self.state_dir / "prefect-home"
 
     def _record(self, stack: Mapping) -> None:
         atomic_write_json(self.state_dir / STATE_NAME, stack)
 
     def child_env(self, api_url: str) -> dict[str, str]:
         """Environment of every part: the stack's own PREFECT_HOME and API, analytics off."""
-        return {**os.environ, "PREFECT_HOME": str(self.state_dir / "prefect-home"), "PREFECT_API_URL": api_url,
+        return {**os.environ, "PREFECT_HOME": str(self.prefect_home), "PREFECT_API_URL": api_url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
 
     def _start(self, stack: dict, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
@@ -216,6 +232,7 @@ class LocalStack:
             if _alive(pid) and _cmdline(pid) == record["cmdline"]:  # the pid still is the process we started
                 targets += [pid, *descendants(pid)]
                 stopped.append(record["name"])
+        targets += [p for p in started_by(self.prefect_home) if p not in targets and p != os.getpid()]
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in targets:
                 try:

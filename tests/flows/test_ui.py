@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from deployments.local_stack import free_port, read_stack
+from deployments.local_stack import free_port, read_stack, started_by
 from deployments.screenshots import chromium, chromium_path
 from flows.ici_demo import standin_indexamajig
 from ptylib.ici.synthetic.dataset import make_synthetic_run
@@ -37,19 +37,6 @@ INBOX_START_LIMIT_S = 30.0
 def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
-
-
-def _stack_processes(prefect_home: Path) -> list[int]:
-    """Pids of every process whose environment names the stack's PREFECT_HOME (all its parts and flow runs)."""
-    marker = f"PREFECT_HOME={prefect_home}".encode()
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if marker in environ.read_bytes().split(b"\0"):
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 class Api:
@@ -115,7 +102,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         down = _cli("ui", "down", "--state-dir", str(state), cwd=work, env=env)
         assert down.returncode == 0, down.stderr
     assert "server" in down.stdout and "deployments" in down.stdout
-    assert _stack_processes(state / "prefect-home") == [], "ui down left processes of the stack running"
+    assert started_by(state / "prefect-home") == [], "ui down left processes of the stack running"
     assert read_stack(state) is None
 
 
