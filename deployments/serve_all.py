@@ -71,6 +71,7 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
         views_phase,
     )
     from flows.ici_demo import ici_demo
+    from flows.ici_flight_check import ici_flight_check
     from flows.ici_loop import ici_loop
     from flows.ici_report import ici_report
     from flows.ici_study import ici_study
@@ -100,11 +101,13 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
             name="ici-study", tags=["ici", "study"],
             description="ICI convergence study: the proposer vs the seed's hillmap, spiral and random search.",
         ),
-        # A scheduled flight check on tiny synthetic data: a broken install shows up as a failed run.
-        _deploy(ici_demo,
+        # A scheduled flight check on tiny synthetic data, on a fresh run root each time: a broken install
+        # or a loop that no longer finds the centres shows up as a failed run.
+        _deploy(ici_flight_check,
             name="ici-flight-check", tags=["ici", "flight-check"], interval=FLIGHT_CHECK_EVERY,
-            parameters={"run_root": "runs/flight-check/ici", "n_events": 4, "max_iterations": 2},
-            description="Every 12 h: the ICI loop end to end on 4 synthetic events.",
+            parameters={"parent": "runs/flight-check/ici"},
+            description="Every 12 h: the ICI loop end to end on 4 synthetic events in a new run root (the newest "
+                        "10 kept); fails when the index rate or the centre error misses its threshold.",
         ),
         _deploy(ici_report,
             name="ici-report", tags=["ici", "report"], triggers=[ici_completed_trigger()],

@@ -68,8 +68,10 @@ def _run_checked(start: Callable[[], dict], run_root: Path) -> int:
     """Refuse a locked run root, run the flow, print its figures; one-line errors, exit code 2."""
     from ptylib.ici.model import IciInputError
     from ptylib.io.lock import RunRootLock, RunRootLockedError
+    from ptylib.io.paths import reject_control_characters
 
     try:
+        reject_control_characters(Path(run_root).resolve(), "--run-root")
         # Refuse a locked run root before any flow run starts: one clear line instead of a failed run.
         with RunRootLock(run_root, owner="ptyflows ici (probe)"):
             pass

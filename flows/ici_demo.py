@@ -23,6 +23,7 @@ from flows.ici_loop import ici_loop
 from ptylib.ici.backends import BackendName, CrystfelOptions, DialsOptions
 from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.synthetic.dataset import make_synthetic_run
+from ptylib.io.lock import RunRootLock
 
 
 def standin_indexamajig(bin_dir: Path) -> Path:
@@ -99,6 +100,8 @@ def ici_demo(
     """
     root = Path(run_root).resolve()
     options = proposer or ProposerOptions()
-    data = prepare_demo_data(root, n_events, data_seed, options.radius_mm, indexer)
-    return ici_loop(run_root=str(root), **data.loop_arguments(refine), proposer=options,
-                    max_iterations=max_iterations, workers=workers)
+    # The data is written into the run root too: under its lock, which the loop then shares.
+    with RunRootLock(root, owner="ici-demo flow"):
+        data = prepare_demo_data(root, n_events, data_seed, options.radius_mm, indexer)
+        return ici_loop(run_root=str(root), **data.loop_arguments(refine), proposer=options,
+                        max_iterations=max_iterations, workers=workers)

@@ -29,6 +29,32 @@ def _served() -> dict[str, Any]:
     return {d.name: d for d in build_deployments()}
 
 
+def test_forms_of_the_ici_flows_and_the_flight_check() -> None:
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.callables import parameter_schema
+
+    from deployments.serve_all import FLIGHT_CHECK_EVERY
+    from flows.ici_loop import ici_loop
+    from flows.ici_study import ici_study
+
+    deployments = _served()
+    assert deployments["ici-loop"].entrypoint == "flows/ici_loop.py:ici_loop"
+    form = parameter_schema(ici_loop).model_dump()  # what the UI's run form is built from
+    assert form["required"] == ["run_root"]
+    assert {"radius_mm", "min_spacing_mm", "damping_factor"} <= set(form["definitions"]["ProposerOptions"]["properties"])
+    assert {"inputs", "crystfel", "proposer", "max_iterations", "scale_out"} <= set(form["properties"])
+    study_form = parameter_schema(ici_study).model_dump()
+    assert {"modes", "strategies", "proposer", "indexer"} <= set(study_form["properties"])
+    assert "baseline_runs" in study_form["definitions"]["ProposerOptions"]["properties"]
+    check = deployments["ici-flight-check"]
+    assert check.schedules[0].schedule.interval == FLIGHT_CHECK_EVERY
+    assert check.parameters == {"parent": "runs/flight-check/ici"}
+    assert check.entrypoint == "flows/ici_flight_check.py:ici_flight_check"
+    check_form = parameter_schema(load_flow_from_entrypoint(str(REPO / check.entrypoint))).model_dump()
+    assert {"min_index_rate", "max_centre_error_mm", "keep_runs"} <= set(
+        check_form["definitions"]["FlightCheckOptions"]["properties"])
+
+
 def _yaml() -> dict[str, Any]:
     return yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
 

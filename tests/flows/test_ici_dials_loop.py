@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import statistics
 from pathlib import Path
 
@@ -17,9 +16,7 @@ from ptylib.ici.runroot.ledger import read_ledger
 
 pytestmark = [
     pytest.mark.prefect_test, pytest.mark.slow, pytest.mark.dials, pytest.mark.usefixtures("prefect_harness"),
-    pytest.mark.skipif(shutil.which("dials.import") is None, reason="DIALS is not installed ('dials.import' is not "
-                       "on PATH); apt-get install -y dials as root"),
-]
+]  # without DIALS: skipped, or failed under PTYFLOWS_REQUIRE_DIALS=1 (tests/conftest.py)
 
 
 @pytest.mark.parametrize("mode", ["refine", "fixed"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -33,9 +32,6 @@ from ptylib.ici.runroot.layout import event_dir
 
 LYSOZYME = {"unit_cell": "79.1,79.1,37.9,90,90,90", "space_group": "P43212",
             "image_template": "{h5_dir}/{h5_stem}_{frame:05d}.cbf"}
-HAVE_DIALS = shutil.which("dials.import") is not None
-needs_dials = pytest.mark.skipif(not HAVE_DIALS, reason="DIALS is not installed ('dials.import' is not on PATH); "
-                                 "apt-get install -y dials as root")
 
 
 def _fake_interpreter(tmp_path: Path, body: str) -> str:
@@ -123,7 +119,6 @@ def test_timeout_is_not_indexed(tmp_path: Path) -> None:
 
 
 @pytest.mark.dials
-@needs_dials
 def test_unreadable_still_is_not_indexed(tmp_path: Path) -> None:
     (tmp_path / "bad_00001.cbf").write_bytes(b"###CBF: not really\n\x00\x01garbage")
     backend = make_backend("dials", LYSOZYME)
@@ -155,7 +150,6 @@ def _run_jobs(backend: DialsBackend, root: Path, jobs: list[EventJob]) -> list:
 
 
 @pytest.mark.dials
-@needs_dials
 def test_still_degrades_as_the_supplied_centre_moves_away(tmp_path: Path, stills) -> None:  # noqa: ANN001
     """Fixed mode: indexed at the true centre, RMSD growing with the offset, not indexed at 0.5 mm."""
     backend = make_backend("dials", {**stills.dials_options, "mode": "fixed"})
@@ -174,7 +168,6 @@ def test_still_degrades_as_the_supplied_centre_moves_away(tmp_path: Path, stills
 
 
 @pytest.mark.dials
-@needs_dials
 def test_refine_mode_outputs_feed_the_ledger_and_step2(tmp_path: Path, stills) -> None:  # noqa: ANN001
     """Refine mode from 0.2 mm off: indexed, dx/dy pointing at the true centre, ingested and proposed from."""
     from ptylib.ici.backends.stream import parse_stream
@@ -224,7 +217,6 @@ def _processes_in(directory: Path) -> list[int]:
 
 
 @pytest.mark.dials
-@needs_dials
 @pytest.mark.parametrize("persistent", [True, False])
 def test_timed_out_still_leaves_no_dials_process(tmp_path: Path, stills, persistent: bool) -> None:  # noqa: ANN001
     backend = make_backend("dials", {**stills.dials_options, "persistent": persistent})

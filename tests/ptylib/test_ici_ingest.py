@@ -43,6 +43,7 @@ from ptylib.ici.runroot.sidecar import (
     format_ledger_and_state,
     read_state,
 )
+from ptylib.io.lock import LOCK_NAME
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ici"
 A, B, C = EventKey("/data/a.h5", 0), EventKey("/data/a.h5", 1), EventKey("/data/b c.h5", 5)
@@ -54,7 +55,9 @@ def metric(key: EventKey, x: float, y: float, indexed: bool, wrmsd: float | None
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes but the run root's lock file (ingest takes the lock, which creates it)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+            and p.name != LOCK_NAME}
 
 
 # ----------------------------------------------------------------------------- chunk metrics files

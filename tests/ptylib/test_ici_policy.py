@@ -21,6 +21,7 @@ from ptylib.ici.proposer.rng import event_stream
 from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME, event_dir
 from ptylib.ici.runroot.ledger import format_ledger, read_ledger
 from ptylib.ici.runroot.sidecar import read_state
+from ptylib.io.lock import LOCK_NAME
 
 Trial = tuple[float, float, float | None]
 STREAM = event_stream(EventKey("/x.h5", 0), 1, 1337, "test")
@@ -235,7 +236,8 @@ def seed_run_root(root: Path, n: int = 30) -> None:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file()}
+    """Every file's bytes but the run root's lock file (propose takes the lock, which creates it)."""
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file() and p.name != LOCK_NAME}
 
 
 def test_propose_run_root_is_idempotent_and_reacts_to_new_knobs(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from ptylib.ici.backends.stream import Chunk, chunk_wrmsd, parse_stream
 from ptylib.ici.model import ChunkMetric, EventKey, IciInputError
 from ptylib.ici.runroot.layout import DXDY_NAME
 from ptylib.io.atomic import atomic_write_text
+from ptylib.io.paths import reject_control_characters
 
 EVENT_DONE_TOKEN = "__EVENT_DONE__"
 EVENT_MARKER = ".event_complete"
@@ -126,7 +127,12 @@ def stream_part_name(event_index: int) -> str:
 
 
 def write_job_script(job: EventJob, event_dir: Path, command: str, *, title: str) -> Path:
-    """Write ``sh_######.sh`` running bash ``command`` in ``event_dir``: done token at the end, exit code kept."""
+    """Write ``sh_######.sh`` running bash ``command`` in ``event_dir``: done token at the end, exit code kept.
+
+    ValueError, before anything is written, when the source file or ``event_dir`` holds a control character.
+    """
+    reject_control_characters(job.key.h5_path, "h5_path")
+    reject_control_characters(event_dir.resolve(), "event_dir")
     event_dir.mkdir(parents=True, exist_ok=True)
     path = event_dir / script_name(job.event_index)
     text = "\n".join([

@@ -28,6 +28,7 @@ from ptylib.ici.runroot.sidecar import (
     format_ledger_and_state,
     parse_state_histories,
 )
+from ptylib.io.lock import holds_run_root_lock
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,13 @@ class ProposeOutcome:
         return "\n".join(lines)
 
 
+@holds_run_root_lock("ici propose")
 def propose_run_root(run_root: Path, options: ProposerOptions) -> ProposeOutcome:
     """Propose for every event of ``run_root/image_run_log.csv`` not yet DONE; see the module docstring.
 
     Raises :class:`~ptylib.ici.model.IciInputError` for a missing or malformed ledger or sidecar;
-    then no file in the run root changes.
+    then no file in the run root changes. Holds the run root's lock (RunRootLockedError while another
+    process holds it).
     """
     run_root = Path(run_root)
     ledger_path, state_path = run_root / LEDGER_NAME, run_root / STATE_NAME

@@ -45,6 +45,7 @@ from ptylib.ici.runroot.sidecar import (
     parse_state_histories,
 )
 from ptylib.io.atomic import atomic_write_text
+from ptylib.io.lock import holds_run_root_lock
 
 REQUIRED_COLUMNS = CHUNK_METRICS_HEADER[:6]
 _INDEXED = {"1": True, "0": False}
@@ -240,11 +241,13 @@ def _ledger_row(metric: ChunkMetric, run_n: int, indexed_before: bool) -> Ledger
     return LedgerRow(run_n, metric.det_shift_x_mm, metric.det_shift_y_mm, indexed_before or success, wrmsd)
 
 
+@holds_run_root_lock("ici ingest")
 def ingest_run(run_root: Path, run_n: int) -> int:
     """Ingest ``run_###/chunk_metrics_###.csv`` into the run root's ledger and sidecar; returns rows added.
 
     Everything is read and validated before anything is written; files whose content does not
-    change are not rewritten, and if writing the sidecar fails the old ledger is put back.
+    change are not rewritten, and if writing the sidecar fails the old ledger is put back. Holds the
+    run root's lock.
     """
     run_root = Path(run_root)
     ledger_path, state_path = run_root / LEDGER_NAME, run_root / STATE_NAME
