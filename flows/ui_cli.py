@@ -9,6 +9,7 @@ global configuration.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -49,9 +50,14 @@ def run_up(args: argparse.Namespace) -> int:
     """Start the stack; print the UI's address and where the logs are. Exit code 2 when it cannot start."""
     from deployments.local_stack import LocalStack, StackOptions
 
-    if args.ici_inbox_parameters is not None and not args.ici_inbox_parameters.is_file():
-        print(f"error: --ici-inbox-parameters {args.ici_inbox_parameters}: no such file", file=sys.stderr)
-        return 2
+    if args.ici_inbox_parameters is not None:
+        try:
+            parameters = json.loads(args.ici_inbox_parameters.read_text())
+            if not isinstance(parameters, dict):
+                raise ValueError("expected a JSON object of ici_loop parameters")
+        except (OSError, ValueError) as exc:
+            print(f"error: --ici-inbox-parameters {args.ici_inbox_parameters}: {exc}", file=sys.stderr)
+            return 2
     options = StackOptions(state_dir=args.state_dir, host=args.host, port=args.port,
                            inbox=None if args.no_inbox else args.inbox, inbox_runs_dir=args.inbox_runs_dir,
                            ici_inbox_parameters=args.ici_inbox_parameters,
