@@ -64,7 +64,7 @@ def _refinement_figures(result: Mapping[str, Any]) -> Figures:
 
 
 def _study_figures(result: Mapping[str, Any]) -> Figures:
-    manifest = json.loads(Path(result["outputs"]["F"]).read_text())
+    manifest = json.loads((Path(result["run_dir"]) / result["outputs"]["F"]).read_text())  # relative to run_dir
     full = [r for r in manifest["reconstructions"] if r["target"] == "full"]
     figures: Figures = {"reconstructions": len(manifest["reconstructions"]), "skipped": len(manifest["skipped"])}
     figures.update({f"phase_ms_ssim_full_{r['dose']:g}": r["phase_ms_ssim"] for r in full})
