@@ -64,10 +64,10 @@ def report_markdown(profile: str, root: Path, rows: list[dict[str, Any]], skippe
     """The parent run's report: one row per pipeline, then what was skipped."""
     table = markdown_table([{
         "pipeline": r["pipeline"], "status": r["status"], "s": r["seconds"],
+        "problems": "; ".join(r["problems"]) or "-", "run": _run_link(r.get("flow_run_id")),
         "key figures": "; ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                                  for k, v in r["figures"].items()) or "-",
-        "problems": "; ".join(r["problems"]) or "-",
-        "run": f"{_run_link(r.get('flow_run_id'))}, `{r['run_dir']}`"} for r in rows])
+        "folder": f"`{r['run_dir']}`"} for r in rows])
     passed = sum(r["status"] == "passed" for r in rows)
     lines = [f"# All pipelines, {profile} profile: {passed}/{len(rows)} passed", "", f"Run folder: `{root}`", "", table]
     if skipped:
