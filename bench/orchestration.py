@@ -128,8 +128,8 @@ def main() -> None:
         for n in args.events:
             plain, flowed = ici_share(n, 2, Path(scratch))
             share = (flowed - plain) / flowed
-            rows.append((f"ICI iteration, {n} events", f"flow {flowed:.2f} s vs plain {plain:.2f} s: "
-                         f"orchestration {100 * share:.0f} %",
+            rows.append((f"ICI iteration, {n} events",
+                         f"flow {flowed:.2f} s vs plain {plain:.2f} s: orchestration {100 * share:.0f} %",
                          f"near-free indexer `{INDEXER}`, 2 workers; target ≤ 10 %"))
     report = measurement_report(HEADING, header + "; command: `python bench/orchestration.py`", rows)
     print(report)

@@ -27,16 +27,17 @@ def chromium_path() -> str | None:
 
 
 def chromium(url: str, *, screenshot: Path | None = None, size: tuple[int, int] = (1400, 900),
-             wait_ms: int = 8000, timeout_s: float = 120) -> str:
-    """Load ``url`` in headless Chromium (fresh profile); save a PNG to ``screenshot`` or return the DOM."""
+             wait_ms: int = 8000, timeout_s: float = 120, profile_parent: Path | None = None) -> str:
+    """Load ``url`` in headless Chromium (fresh profile under ``profile_parent``, default the system's temporary
+    folder); save a PNG to ``screenshot`` or return the DOM."""
     executable = chromium_path()
     if executable is None:
         raise FileNotFoundError("chromium not found on PATH (Debian: apt-get install --no-install-recommends chromium)")
-    with tempfile.TemporaryDirectory(prefix="ptyflows-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="ptyflows-chromium-", dir=profile_parent) as profile:
         argv = [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
                 f"--virtual-time-budget={wait_ms}"]
         argv += [f"--screenshot={screenshot}"] if screenshot is not None else ["--dump-dom"]
-        done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=timeout_s, check=False)
     if done.returncode != 0 or (screenshot is not None and not screenshot.is_file()):
         raise RuntimeError(f"chromium failed on {url} (exit {done.returncode}): {done.stderr[-500:]}")
     return done.stdout

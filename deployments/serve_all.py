@@ -13,9 +13,14 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployments.inbox_watcher import EVENT as INBOX_EVENT
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.events import DeploymentEventTrigger
+    from prefect.flows import Flow
 
 FLIGHT_CHECK_EVERY = timedelta(hours=12)
 ICI_WATCH_EVERY = timedelta(minutes=10)
@@ -25,7 +30,7 @@ WORK_POOL = "ptyflows-process"
 """The process work pool of prefect.yaml's deployments (``ptyflows ui up`` creates it)."""
 
 
-def inbox_trigger(kind: str):  # noqa: ANN201 - a prefect DeploymentEventTrigger
+def inbox_trigger(kind: str) -> DeploymentEventTrigger:
     """Start the deployment for each complete ``kind`` file the inbox watcher reports (one run per file)."""
     from prefect.events import DeploymentEventTrigger
 
@@ -36,7 +41,7 @@ def inbox_trigger(kind: str):  # noqa: ANN201 - a prefect DeploymentEventTrigger
                     "inputs": ["{{ event.resource['ptyflows.path'] }}"]})
 
 
-def ici_completed_trigger():  # noqa: ANN201 - a prefect DeploymentEventTrigger
+def ici_completed_trigger() -> DeploymentEventTrigger:
     """Start the ICI report of a run root when an ``ici-loop`` flow run on it completes."""
     from prefect.events import DeploymentEventTrigger
 
@@ -56,7 +61,7 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
     """
     from deployments.forms import describe_parameters
 
-    def _deploy(flow, **options: Any):  # noqa: ANN001, ANN202 - prefect Flow -> RunnerDeployment
+    def _deploy(flow: Flow, **options: Any) -> RunnerDeployment:
         if "interval" in options or "cron" in options:
             options["paused"] = schedules_paused
         return describe_parameters(flow.to_deployment(**options), flow.fn)

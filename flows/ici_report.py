@@ -10,9 +10,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from ptylib.ici.runroot.ledger import read_ledger
-from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.runroot.layout import LEDGER_NAME
+from ptylib.ici.runroot.ledger import read_ledger
 from tasks.artifacts import publish_markdown
 from tasks.ici import report_task, summary_task
 

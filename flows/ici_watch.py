@@ -14,8 +14,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.ici_loop import ici_loop
-from ptylib.ici.runroot.ledger import read_ledger
 from ptylib.ici.runroot.layout import LEDGER_NAME
+from ptylib.ici.runroot.ledger import read_ledger
 from ptylib.io.lock import RunRootLockedError
 from ptylib.io.manifest import read_manifest
 

@@ -14,7 +14,10 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from prefect.flows import Flow
 
 Profile = Literal["smoke", "small"]
 Figures = dict[str, Any]
@@ -37,7 +40,7 @@ class Pipeline:
     checks: Callable[[Figures], list[str]] = field(default=lambda figures: [])
     """Failed pass/fail criteria (one message each) from the key figures; empty when all pass."""
 
-    def load_flow(self):  # noqa: ANN201 - a prefect Flow; prefect is imported by the flow's module
+    def load_flow(self) -> Flow:
         """Import and return the flow object."""
         module, name = self.flow.split(":")
         return getattr(importlib.import_module(module), name)

@@ -54,8 +54,8 @@ def run_up(args: argparse.Namespace) -> int:
         try:
             parameters = json.loads(args.ici_inbox_parameters.read_text())
             if not isinstance(parameters, dict):
-                raise ValueError("expected a JSON object of ici_loop parameters")
-        except (OSError, ValueError) as exc:
+                raise TypeError("expected a JSON object of ici_loop parameters")
+        except (OSError, ValueError, TypeError) as exc:
             print(f"error: --ici-inbox-parameters {args.ici_inbox_parameters}: {exc}", file=sys.stderr)
             return 2
     options = StackOptions(state_dir=args.state_dir, host=args.host, port=args.port,

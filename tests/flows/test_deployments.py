@@ -96,8 +96,8 @@ def test_served_and_yaml_deployments_agree() -> None:
     declared = {entry["name"]: _yaml_view(entry) for entry in spec["deployments"]}
     assert len(declared) == len(spec["deployments"]), "duplicate deployment names in prefect.yaml"
     assert sorted(served) == sorted(declared), "serve_all.py and prefect.yaml list different deployments"
-    for name in served:
-        assert served[name] == declared[name], name
+    for name, view in served.items():
+        assert view == declared[name], name
     assert spec["prefect-version"] == importlib.metadata.version("prefect")
     assert {entry["work_pool"]["name"] for entry in spec["deployments"]} == {"ptyflows-process"}
 
