@@ -67,6 +67,9 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
         return describe_parameters(flow.to_deployment(**options), flow.fn)
 
     from flows.all_pipelines import all_pipelines
+    from flows.diffuse_demo import diffuse_demo
+    from flows.diffuse_phase3 import diffuse_phase3
+    from flows.diffuse_visual_check import diffuse_visual_check
     from flows.dose_overlap_study import (
         design_phase,
         dose_overlap_study,
@@ -141,6 +144,19 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
         _deploy(all_pipelines,
             name="demo", tags=["demo"], parameters={"profile": "small", "fail_if_any": True},
             description="The demo: every pipeline's small profile as subflows, one report with links.",
+        ),
+        _deploy(diffuse_phase3,
+            name="diffuse-phase3", tags=["diffuse"],
+            description="Diffuse Phases 1-3 + visual check: set cbf_image_paths, output_base_dir and "
+                        "experiment_paths (known geometry) or options.dials.unit_cell/space_group (DIALS).",
+        ),
+        _deploy(diffuse_visual_check,
+            name="diffuse-visual-check", tags=["diffuse"],
+            description="The Phase 3 visual check on existing grid, scaling and voxel-data files.",
+        ),
+        _deploy(diffuse_demo,
+            name="diffuse-demo", tags=["diffuse", "demo"],
+            description="Render the synthetic still set with known truth, process it, write accuracy.json.",
         ),
     ]
 

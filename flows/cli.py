@@ -20,6 +20,7 @@ pipelines:
   simulate   render one diffraction image with the differentiable (torch) simulator
   refine     recover mosaic spread and misset by gradient descent through the simulator
   study      dose/overlap ptychography study (datasets, overlap views, pty-chi LSQML)
+  diffuse    diffuse scattering from stills: Phases 1-3 and the Phase 3 visual check
   demo       the main job: every pipeline's small profile on built-in synthetic data
   ui         the local Prefect server, UI, worker, inbox watcher and deployments (up|status|down)
 """
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.study_cli import add_study_arguments
 
     add_study_arguments(sub)
+    from flows.diffuse_cli import add_diffuse_commands
+
+    add_diffuse_commands(sub)
 
     from flows import demo_cli
 

@@ -22,12 +22,21 @@ def sincg(x: Tensor, n_cells: Tensor) -> Tensor:
     return torch.where(zero, n_cells, ratio)
 
 
-def lattice_factor(hkl: Tensor, n_cells: Tensor) -> Tensor:
-    """Product of sincg(pi h, Na) sincg(pi k, Nb) sincg(pi l, Nc); ``hkl`` (..., 3) -> (...)."""
+def lattice_factor(hkl: Tensor, n_cells: Tensor, shape: str = "square") -> Tensor:
+    """Lattice shape transform F_latt; ``hkl`` (..., 3) -> (...).
+
+    ``square`` (nanoBragg's default, a parallelepiped crystal): sincg(pi h, Na) sincg(pi k, Nb)
+    sincg(pi l, Nc). ``gauss`` (nanoBragg ``-gauss``): Na Nb Nc exp(-hrad^2 / 0.63) with
+    hrad^2 = sum((h - h0)^2 N^2) to the nearest lattice point h0: spots without the sinc side lobes.
+    """
     # |sincg| depends only on the fractional part, and the caller squares it. Reducing first keeps
     # sin(x) exact near x = 0, so sin(x) vanishes only there and the gradient stays accurate near
     # the peaks (sin(pi h) of a large h carries the rounding error of pi h).
     frac = hkl - torch.round(hkl)
+    if shape == "gauss":
+        return n_cells.prod() * torch.exp(-(frac * n_cells).square().sum(dim=-1) / 0.63)
+    if shape != "square":
+        raise ValueError(f"lattice shape must be 'square' or 'gauss', got {shape!r}")
     return sincg(torch.pi * frac, n_cells).prod(dim=-1)
 
 

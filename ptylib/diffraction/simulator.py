@@ -125,7 +125,7 @@ class Simulator:
     def _render_chunk(self, scattering: Tensor, weight: Tensor, lattice: Tensor) -> Tensor:
         """Photons per r_e^2 * fluence for a block of pixels: (pixels, sub, 3) -> (pixels,)."""
         hkl = (scattering @ lattice.T).unflatten(-1, (-1, 3))  # (pixels, sub, domains, 3)
-        amplitude = lattice_factor(hkl, self._n_cells)
+        amplitude = lattice_factor(hkl, self._n_cells, self.options.crystal.shape)
         structure = self.structure_factors.lookup(hkl)
         intensity = (amplitude * structure).square().mean(dim=-1)  # mean over domains
         return (intensity * weight).mean(dim=-1)  # mean over sub-pixels

@@ -46,6 +46,13 @@ def test_forms_of_the_ici_flows_and_the_flight_check() -> None:
     study_form = parameter_schema(ici_study).model_dump()
     assert {"modes", "strategies", "proposer", "indexer"} <= set(study_form["properties"])
     assert "baseline_runs" in study_form["definitions"]["ProposerOptions"]["properties"]
+    from flows.diffuse_phase3 import diffuse_phase3
+
+    diffuse_form = parameter_schema(diffuse_phase3).model_dump()
+    assert diffuse_form["required"] == ["cbf_image_paths", "output_base_dir"]
+    assert {"d_min_target", "ndiv_h"} <= set(diffuse_form["definitions"]["GridOptions"]["properties"])
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    assert {d["name"] for d in spec["deployments"]} == set(deployments)
     check = deployments["ici-flight-check"]
     assert check.schedules[0].schedule.interval == FLIGHT_CHECK_EVERY
     assert check.parameters == {"parent": "runs/flight-check/ici"}
