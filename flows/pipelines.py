@@ -66,6 +66,10 @@ def _refinement_figures(result: Mapping[str, Any]) -> Figures:
             "refined_misset_deg": [round(v, 4) for v in misset]}
 
 
+def _diffuse_figures(result: Mapping[str, Any]) -> Figures:
+    return {key: result[key] for key in result["targets_met"]} | {"targets_met": all(result["targets_met"].values())}
+
+
 def _study_figures(result: Mapping[str, Any]) -> Figures:
     manifest = json.loads((Path(result["run_dir"]) / result["outputs"]["F"]).read_text())  # relative to run_dir
     full = [r for r in manifest["reconstructions"] if r["target"] == "full"]
@@ -90,6 +94,11 @@ PIPELINES: tuple[Pipeline, ...] = (
         profiles={"smoke": {"profile": "smoke"}, "small": {"profile": "small"}},
         figures=_study_figures,
         checks=lambda figures: [] if figures["reconstructions"] else ["no LSQML reconstruction"]),
+    Pipeline(
+        name="diffuse", flow="flows.diffuse_demo:diffuse_demo", run_dir_parameter="out",
+        profiles={"smoke": {"known_geometry": True}, "small": {"known_geometry": True}},
+        figures=_diffuse_figures,
+        checks=lambda figures: [] if figures["targets_met"] else ["the accuracy targets were not met"]),
 )
 """Every landed pipeline, in the order the regression and the demo run them."""
 
