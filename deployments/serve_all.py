@@ -70,6 +70,7 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
     from flows.diffuse_demo import diffuse_demo
     from flows.diffuse_phase3 import diffuse_phase3
     from flows.diffuse_visual_check import diffuse_visual_check
+    from flows.dose_overlap_learning import compare_phase, summary_phase, train_phase
     from flows.dose_overlap_study import (
         design_phase,
         dose_overlap_study,
@@ -85,12 +86,16 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
     from flows.ici_study import ici_study
     from flows.ici_watch import ici_watch
     from flows.refinement_demo import refinement_demo
+    from flows.sim_lines_debug import sim_lines_ab, sim_lines_debug
 
     study_phases = [(design_phase, "a-design", "Phase A: the typed, validated study design."),
                     (inputs_phase, "b-inputs", "Phase B: object, probe, scan and the design's feasibility."),
                     (generation_phase, "c-generation", "Phase C: datasets per dose (simulate, split, group)."),
                     (views_phase, "d-views", "Phase D: dense and sparse overlap views of every dose."),
-                    (lsqml_phase, "f-lsqml", "Phase F: pty-chi LSQML of every test split.")]
+                    (train_phase, "e-train", "Phase E: PINN (gs1, gs2) and supervised baseline training."),
+                    (lsqml_phase, "f-lsqml", "Phase F: pty-chi LSQML of every test split."),
+                    (compare_phase, "g-compare", "Phase G: three-way comparison of PINN, baseline and LSQML."),
+                    (summary_phase, "h-summary", "Phase H: the study's summary.md with tables and plots.")]
     return [
         _deploy(ici_loop,
             name="ici-loop", tags=["ici"],
@@ -108,6 +113,11 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
         _deploy(ici_study,
             name="ici-study", tags=["ici", "study"],
             description="ICI convergence study: the proposer vs the seed's hillmap, spiral and random search.",
+        ),
+        dose_overlap_study.to_deployment(
+            name="dose-overlap-study", tags=["ptycho", "study"],
+            description="Dose/overlap ptychography study A-H: datasets, views, PINN/baseline training (TensorFlow), "
+                        "pty-chi LSQML, three-way comparison, summary. Set run_dir and profile in the form.",
         ),
         # A scheduled flight check on tiny synthetic data, on a fresh run root each time: a broken install
         # or a loop that no longer finds the centres shows up as a failed run.
@@ -131,8 +141,9 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
             description="Recover mosaic spread and misset through the differentiable simulator (seed criteria).",
         ),
         _deploy(dose_overlap_study,
-            name="dose-overlap-study", tags=["study"],
-            description="Dose/overlap ptychography study: the chosen phases of ABCDF in run_dir.",
+            name="dose-overlap-study", tags=["ptycho", "study"],
+            description="Dose/overlap ptychography study A-H: datasets, views, PINN/baseline training (TensorFlow), "
+                        "pty-chi LSQML, three-way comparison, summary. Set run_dir and profile in the form.",
         ),
         *[_deploy(phase, name=f"study-phase-{suffix}", tags=["study", "phase"], description=text)
           for phase, suffix, text in study_phases],
@@ -157,6 +168,14 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
         _deploy(diffuse_demo,
             name="diffuse-demo", tags=["diffuse", "demo"],
             description="Render the synthetic still set with known truth, process it, write accuracy.json.",
+        ),
+        _deploy(sim_lines_debug,
+            name="sim-lines-debug", tags=["ptycho", "debug"],
+            description="Sim-lines debug scenario (lines object, PINN, stitch) with diagnostics and a pass/fail report.",
+        ),
+        _deploy(sim_lines_ab,
+            name="sim-lines-ab", tags=["ptycho", "debug"],
+            description="Sim-lines A/B diagnostic: grid vs non-grid, probe normalisation, grouping or reassembly limits.",
         ),
     ]
 

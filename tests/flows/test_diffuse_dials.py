@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.prefect_test, pytest.mark.dials, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("dials.import") is None, reason="DIALS is not installed")]
+pytestmark = [pytest.mark.prefect_test, pytest.mark.dials, pytest.mark.slow]
 
 
 def test_dials_path_indexes_and_agrees_with_known_geometry(tmp_path: Path, prefect_harness: None) -> None:
