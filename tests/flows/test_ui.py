@@ -170,6 +170,8 @@ def test_inbox_file_starts_the_ici_deployment_and_links_outside_are_ignored(stac
     inbox, source = stack["work"] / "inbox", stack["data"].h5_path
     deployment = api.deployment("ici-loop", "ici-inbox")
     (inbox / "outside.h5").symlink_to(source)  # points outside the inbox: never reported
+    # The stand-in indexer reads the synthetic data's hidden truth beside the image; the watcher ignores it.
+    shutil.copyfile(f"{source}.truth.json", inbox / "drop.h5.truth.json")
     partial = inbox / "drop.h5.part"
     shutil.copyfile(source, partial)  # a copy tool's partial name, renamed when the copy is complete
     partial.rename(inbox / "drop.h5")
