@@ -10,25 +10,26 @@ import torch
 from torch import Tensor
 
 
-def sincg(x: Tensor, n_cells: Tensor) -> Tensor:
-    """Shape transform sin(N x) / sin(x) of a row of N cells, with its limit N where sin(x) = 0.
+def shape_transform(h: Tensor, n_cells: float, *, slope: bool = False) -> tuple[Tensor, Tensor | None]:
+    """nanoBragg's ``sincg(M_PI*h, N)`` = sin(pi N h) / sin(pi h) and, with ``slope``, its derivative in h.
 
-    Evaluated at ``x = pi * h``: nanoBragg's ``sincg(M_PI*h, Na)``. The inner ``where`` keeps the
-    division (and its gradient) finite at sin(x) = 0, where the true derivative is 0.
+    ``h`` (any shape) is a fractional Miller index; it is overwritten (the kernels own it). Only
+    the fractional part is used: |sincg| has period 1 in h and the caller squares it, and reducing
+    first keeps sin(pi h) exact near the peaks (sin of a large pi h carries its rounding error), so
+    values and slopes stay accurate there. At integer h, where sin(pi h) = 0 and only there, the
+    quotients are 0/0 = NaN and take their limits: N for the value, 0 for the slope.
     """
+    x = h.sub_(torch.round(h)).mul_(torch.pi)
     sin_x = torch.sin(x)
-    zero = sin_x == 0
-    ratio = torch.sin(n_cells * x) / torch.where(zero, 1.0, sin_x)
-    return torch.where(zero, n_cells, ratio)
-
-
-def lattice_factor(hkl: Tensor, n_cells: Tensor) -> Tensor:
-    """Product of sincg(pi h, Na) sincg(pi k, Nb) sincg(pi l, Nc); ``hkl`` (..., 3) -> (...)."""
-    # |sincg| depends only on the fractional part, and the caller squares it. Reducing first keeps
-    # sin(x) exact near x = 0, so sin(x) vanishes only there and the gradient stays accurate near
-    # the peaks (sin(pi h) of a large h carries the rounding error of pi h).
-    frac = hkl - torch.round(hkl)
-    return sincg(torch.pi * frac, n_cells).prod(dim=-1)
+    n_x = x.mul_(n_cells)
+    value = torch.sin(n_x).div_(sin_x).nan_to_num_(nan=n_cells)
+    if not slope:
+        return value, None
+    # d/dh sin(N x)/sin(x) = pi (N cos(N x) - value cos(x)) / sin(x); x lies in [-pi/2, pi/2], so
+    # cos(x) = sqrt(1 - sin(x)^2) >= 0, which is cheaper than a second cosine.
+    cos_x = sin_x.square().neg_().add_(1.0).sqrt_()
+    derivative = torch.cos(n_x).mul_(n_cells).sub_(cos_x.mul_(value)).div_(sin_x).nan_to_num_(nan=0.0)
+    return value, derivative.mul_(torch.pi)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class StructureFactors:
 
     default_F: float
     hkl_min: tuple[int, int, int] | None = None
-    table: np.ndarray | None = None
+    table: np.ndarray | Tensor | None = None
 
     @classmethod
     def from_reflections(cls, hkl: np.ndarray, amplitudes: np.ndarray, default_F: float) -> StructureFactors:
@@ -73,14 +74,24 @@ class StructureFactors:
         data = data.reshape(-1, 4)
         return cls.from_reflections(np.rint(data[:, :3]), data[:, 3], default_F)
 
-    def lookup(self, hkl: Tensor) -> Tensor | float:
-        """F at the nearest reciprocal-lattice point of fractional indices ``hkl`` (..., 3)."""
+    def to(self, dtype: torch.dtype, device: torch.device | str) -> StructureFactors:
+        """The same factors with the table as a tensor on ``device`` (converted once, not per lookup)."""
+        if self.table is None:
+            return self
+        return StructureFactors(self.default_F, self.hkl_min, torch.as_tensor(self.table, dtype=dtype, device=device))
+
+    def lookup(self, h: Tensor, k: Tensor, l: Tensor) -> Tensor | float:  # noqa: E741 - Miller index
+        """F at the nearest reciprocal-lattice point of fractional indices ``h``, ``k``, ``l`` (same shape)."""
         if self.table is None:
             return self.default_F
-        table = torch.as_tensor(self.table, dtype=hkl.dtype, device=hkl.device)
-        index = torch.ceil(hkl - 0.5).to(torch.int64) - torch.as_tensor(self.hkl_min, device=hkl.device)
-        shape = torch.as_tensor(self.table.shape, device=hkl.device)
-        inside = ((index >= 0) & (index < shape)).all(dim=-1)
-        index = torch.where(inside[..., None], index, torch.zeros_like(index))
-        flat = (index[..., 0] * shape[1] + index[..., 1]) * shape[2] + index[..., 2]
+        table = torch.as_tensor(self.table, dtype=h.dtype, device=h.device)
+        inside = None
+        flat = None
+        for axis, index in enumerate((h, k, l)):
+            index = torch.ceil(index - 0.5).to(torch.int64) - self.hkl_min[axis]
+            size = self.table.shape[axis]
+            valid = (index >= 0) & (index < size)
+            inside = valid if inside is None else inside & valid
+            flat = index if flat is None else flat * size + index
+        flat = torch.where(inside, flat, torch.zeros_like(flat))
         return torch.where(inside, table.reshape(-1)[flat], self.default_F)
