@@ -115,30 +115,30 @@ def fastest_thread_count(work: Callable[[], object], candidates: Sequence[int], 
 
 
 class GuardedCompile:
-    """``torch.compile(function, backend=...)`` that falls back to ``function`` if the first call fails.
+    """``torch.compile(function, backend=...)`` that falls back to ``function`` when compiling fails.
 
-    After one successful compiled call errors propagate as usual. ``failure`` holds the reason of a
-    fallback (also issued as a ``RuntimeWarning``), ``None`` otherwise.
+    A compiler failure (``BackendCompilerFailed``, e.g. no Triton or no C++ compiler, or an internal
+    dynamo error) on any call, including the recompilation for a new argument variant, switches to
+    the eager function for good; ``failure`` then holds the reason (also issued as a
+    ``RuntimeWarning``). Other errors propagate.
     """
 
     def __init__(self, function: Callable[..., Any], *, backend: str | Callable[..., Any] = "inductor") -> None:
         self._eager = function
         # Static shapes: the simulator pads every block to one size, so each shape compiles once.
         self._compiled = torch.compile(function, dynamic=False, backend=backend)
-        self._proven = False
         self.failure: str | None = None
 
     def __call__(self, *args: Any) -> Any:
-        if self.failure is not None:
-            return self._eager(*args)
-        if self._proven:
-            return self._compiled(*args)
-        try:
-            result = self._compiled(*args)
-        except Exception as error:  # noqa: BLE001 - any compiler failure leaves the eager kernel in charge
-            self.failure = f"{type(error).__name__}: {' '.join(str(error).split())}"
-            warnings.warn(f"torch.compile of {self._eager.__name__} failed, using the eager kernel ({self.failure})",
-                          RuntimeWarning, stacklevel=2)
-            return self._eager(*args)
-        self._proven = True
-        return result
+        if self.failure is None:
+            try:
+                return self._compiled(*args)
+            except Exception as error:
+                from torch._dynamo.exc import BackendCompilerFailed, InternalTorchDynamoError
+
+                if not isinstance(error, BackendCompilerFailed | InternalTorchDynamoError):
+                    raise
+                self.failure = f"{type(error).__name__}: {' '.join(str(error).split())}"
+                warnings.warn(f"torch.compile of {self._eager.__name__} failed, using the eager kernel "
+                              f"({self.failure})", RuntimeWarning, stacklevel=2)
+        return self._eager(*args)

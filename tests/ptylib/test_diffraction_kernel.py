@@ -177,6 +177,8 @@ def test_a_failing_compiler_falls_back_to_the_eager_kernel() -> None:
         assert torch.equal(guarded(x), torch.sin(x))
     assert "no compiler here" in guarded.failure
     assert torch.equal(guarded(x), torch.sin(x))
+    with pytest.raises(TypeError):  # not a compiler failure: raised as usual
+        execution.GuardedCompile(torch.sin, backend="eager")("not a tensor")
 
 
 @CUDA
