@@ -55,7 +55,7 @@ def test_blocked_and_unblocked_renders_and_gradients_agree(dtype: torch.dtype, t
         grads.append(misset.grad)
     assert images[0].shape == (17, 23) and images[0].max() > 10 * images[0].mean()
     assert _relative(images[1], images[0]) <= tolerance
-    assert _relative(grads[1], grads[0]) <= tolerance * 10
+    assert _relative(grads[1], grads[0]) <= tolerance
 
 
 @pytest.mark.slow
@@ -73,7 +73,7 @@ def test_fused_kernel_matches_the_eager_kernel(dtype: torch.dtype, tolerance: fl
         images.append(image.detach())
     assert fused.compile_failure is None
     assert _relative(images[1], images[0]) <= tolerance
-    assert _relative(misset[1].grad, misset[0].grad) <= tolerance * 10
+    assert _relative(misset[1].grad, misset[0].grad) <= tolerance
 
 
 @pytest.mark.parametrize("keep", [True, False])
@@ -185,11 +185,18 @@ def test_a_failing_compiler_falls_back_to_the_eager_kernel() -> None:
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_cuda_eager_and_fused_match_the_cpu(dtype: torch.dtype, tolerance: float) -> None:
     options, table = _options(), _table()
-    reference = Simulator(options, structure_factors=table, dtype=dtype)
-    with torch.no_grad():
-        expected = reference.render()
-        for fused in (False, True):
-            simulator = Simulator(options, structure_factors=table, dtype=dtype, device="cuda", fused=fused)
-            assert simulator.chunk_elements >= execution.CUDA_CHUNK_BOUNDS[0]
-            assert _relative(simulator.render().cpu(), expected) <= tolerance
-            assert simulator.compile_failure is None
+
+    def image_and_gradient(simulator: Simulator) -> tuple[torch.Tensor, torch.Tensor]:
+        misset = simulator.tensor([3.0, -7.0, 11.0]).requires_grad_()
+        image = simulator.render(misset_deg=misset)
+        (image**2).sum().backward()
+        return image.detach().cpu(), misset.grad.cpu()
+
+    expected = image_and_gradient(Simulator(options, structure_factors=table, dtype=dtype))
+    for fused in (False, True):
+        simulator = Simulator(options, structure_factors=table, dtype=dtype, device="cuda", fused=fused)
+        assert simulator.chunk_elements >= execution.CUDA_CHUNK_BOUNDS[0] and simulator.threads is None
+        image, gradient = image_and_gradient(simulator)
+        assert simulator.compile_failure is None
+        assert _relative(image, expected[0]) <= tolerance
+        assert _relative(gradient, expected[1]) <= tolerance
