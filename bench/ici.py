@@ -31,15 +31,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: make the bench package importable
 
 from bench.results import machine_line, measurement_report, store_section  # noqa: E402
-from ptylib.ici.hillmap import Step1Batch, trial_amplitudes
-from ptylib.ici.ledger import format_ledger, read_ledger
-from ptylib.ici.model import LEDGER_NAME, EventHistory, EventKey, LedgerRow, Proposal
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_events, propose_many
-from ptylib.ici.propose_run import propose_run_root
-from ptylib.ici.rng import event_stream, uniforms
-from ptylib.ici.state import format_ledger_and_state
-from ptylib.ici.step2 import DXDY_NAME, event_dir
+from ptylib.ici.model import EventHistory, EventKey, LedgerRow, Proposal
+from ptylib.ici.proposer.hillmap import Step1Batch, trial_amplitudes
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_events, propose_many
+from ptylib.ici.proposer.propose import propose_run_root
+from ptylib.ici.proposer.rng import event_stream, uniforms
+from ptylib.ici.runroot.layout import DXDY_NAME, LEDGER_NAME, event_dir
+from ptylib.ici.runroot.ledger import format_ledger, read_ledger
+from ptylib.ici.runroot.sidecar import format_ledger_and_state
 
 HEADING = "## ICI proposer"
 OPTIONS = ProposerOptions(policy="hillmap")  # the Step-1 hillmap is what the naive reference loop reproduces
@@ -162,7 +162,7 @@ def write_root(root: Path, histories: dict[EventKey, EventHistory], dxdy_fractio
 def dials_rows(work: Path) -> list[tuple[str, str, str]]:
     """The DIALS backend's time per still and loop overhead (:mod:`bench.ici_dials`) on 4 rendered stills."""
     from bench.ici_dials import loop_overhead, time_per_still
-    from ptylib.ici.dials_dataset import make_dials_dataset
+    from ptylib.ici.synthetic.dials_dataset import make_dials_dataset
 
     if shutil.which("dials.import") is None:
         sys.exit("--dials: DIALS is not installed: apt-get install -y dials (as root)")

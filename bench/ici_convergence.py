@@ -19,10 +19,10 @@ noise for the same run of the same event (common random numbers).
 
 **Loop.** Run 0 indexes every event at the first centre; then, per iteration: index every event
 that is not DONE at its proposed shift, ingest, propose. The model and hillmap rows run the real
-proposer (:func:`ptylib.ici.policy.propose_many`) on in-memory ledgers and an in-memory Step-2
+proposer (:func:`ptylib.ici.proposer.policy.propose_many`) on in-memory ledgers and an in-memory Step-2
 lookup. One configuration per mode (model policy, seed 0) also runs through the real files
-(``chunk_metrics_###.csv`` + :func:`ptylib.ici.ingest.ingest_run`, ``run_###/event_######/
-per_frame_dx_dy.csv``, :func:`ptylib.ici.propose_run.propose_run_root`), and the benchmark checks
+(``chunk_metrics_###.csv`` + :func:`ptylib.ici.runroot.ingest.ingest_run`, ``run_###/event_######/
+per_frame_dx_dy.csv``, :func:`ptylib.ici.proposer.propose.propose_run_root`), and the benchmark checks
 that its final ledger is byte-identical to the in-memory one. *Random search* indexes the first
 centre and then uniform points in the same disk, exactly as many runs per event as the hillmap
 used for that event.
@@ -30,7 +30,7 @@ used for that event.
 **Figures.** *Error* is the distance (mm) between an event's best-wRMSD centre and its true
 centre (what ``ici`` reports use). In REFINE mode the table also gives the error of the centre
 each policy *reports*: the model policy's combined refined centre
-(:func:`ptylib.ici.model_policy.estimate_refined_centres`), the hillmap's last successful centre
+(:func:`ptylib.ici.proposer.centre_model.estimate_refined_centres`), the hillmap's last successful centre
 (where its damped Step-2 chain ended), random search's best-wRMSD centre. Runs per event count
 every indexing run; events not DONE at ``--max-runs`` count with the runs they had.
 """
@@ -53,28 +53,26 @@ sys.path.insert(0, str(REPO))  # run as a script: make the bench package importa
 
 from bench.results import machine_line, store_section
 from ptylib.ici.backends.base import write_dxdy_csv
-from ptylib.ici.ingest import (
-    chunk_metrics_path,
+from ptylib.ici.model import ChunkMetric, EventHistory, EventKey
+from ptylib.ici.proposer.centre_model import estimate_refined_centres
+from ptylib.ici.proposer.dxdy import DXDY_MISSING_FILE, DXDY_OK, DxdyResult, read_dxdy
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_many
+from ptylib.ici.proposer.propose import propose_run_root
+from ptylib.ici.report.final import best_centres
+from ptylib.ici.runroot.ingest import (
     ingest_chunk_metrics,
     ingest_run,
-    run_directory,
     write_chunk_metrics,
 )
-from ptylib.ici.ledger import format_ledger, read_ledger
-from ptylib.ici.model import LEDGER_NAME, ChunkMetric, EventHistory, EventKey
-from ptylib.ici.model_policy import estimate_refined_centres
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_many
-from ptylib.ici.propose_run import propose_run_root
-from ptylib.ici.report import best_centres
-from ptylib.ici.step2 import (
-    DXDY_MISSING_FILE,
+from ptylib.ici.runroot.layout import (
     DXDY_NAME,
-    DXDY_OK,
-    DxdyResult,
+    LEDGER_NAME,
+    chunk_metrics_path,
     event_dir,
-    read_dxdy,
+    run_directory,
 )
+from ptylib.ici.runroot.ledger import format_ledger, read_ledger
 from ptylib.io.report import markdown_table
 
 HEADING = "## ICI convergence"

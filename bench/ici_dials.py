@@ -1,7 +1,7 @@
 """Benchmark of the ICI DIALS backend: success and RMSD vs centre offset, time per still, loop overhead.
 
 Run ``python bench/ici_dials.py`` (``--events``, ``--workers``; needs Debian's ``dials``). It renders
-(or reuses, in ``--data``) the default DIALS dataset (:mod:`ptylib.ici.dials_dataset`), prints a
+(or reuses, in ``--data``) the default DIALS dataset (:mod:`ptylib.ici.synthetic.dials_dataset`), prints a
 Markdown report and puts it in ``bench/RESULTS.md`` under ``## ICI DIALS backend``.
 
 1. **Offset curve.** Each event is indexed with the supplied centre moved from its true centre by
@@ -33,14 +33,14 @@ sys.path.insert(0, str(REPO))
 
 from bench.results import machine_line, store_section  # noqa: E402
 from ptylib.ici.backends import DialsBackend, EventJob, dials_worker, make_backend  # noqa: E402
-from ptylib.ici.dials_dataset import make_dials_dataset  # noqa: E402
 from ptylib.ici.events import resolve_events  # noqa: E402
-from ptylib.ici.ingest import ingest_run  # noqa: E402
 from ptylib.ici.loop import plan_next_run  # noqa: E402
-from ptylib.ici.options import ProposerOptions  # noqa: E402
-from ptylib.ici.propose_run import propose_run_root  # noqa: E402
+from ptylib.ici.proposer.options import ProposerOptions  # noqa: E402
+from ptylib.ici.proposer.propose import propose_run_root  # noqa: E402
 from ptylib.ici.runner import collect_run, concatenate_streams, run_event_batch  # noqa: E402
-from ptylib.ici.step2 import event_dir  # noqa: E402
+from ptylib.ici.runroot.ingest import ingest_run  # noqa: E402
+from ptylib.ici.runroot.layout import event_dir, run_directory
+from ptylib.ici.synthetic.dials_dataset import make_dials_dataset  # noqa: E402
 
 HEADING = "## ICI DIALS backend"
 Row = tuple[str, str, str]
@@ -133,7 +133,7 @@ def loop_overhead(data, work: Path) -> list[Row]:  # noqa: ANN001
     root = work / "loop"
     start = time.monotonic()
     plan = plan_next_run({}, keys, -1)
-    run_dir = root / f"run_{plan.run_n:03d}"
+    run_dir = run_directory(root, plan.run_n)
     backend.prepare_run(run_dir, plan.jobs)
     scripts = [backend.write_event_script(j, event_dir(root, plan.run_n, j.event_index)) for j in plan.jobs]
     run_event_batch(scripts, timeout_s=600, workers=1)

@@ -17,6 +17,7 @@ FLIGHT_CHECK_EVERY = timedelta(hours=12)
 def build_deployments() -> list:
     """The deployments served by this module (Prefect ``RunnerDeployment`` objects)."""
     from flows.ici_demo import ici_demo
+    from flows.ici_flight_check import ici_flight_check
     from flows.ici_loop import ici_loop
     from flows.ici_study import ici_study
 
@@ -33,11 +34,13 @@ def build_deployments() -> list:
             name="ici-study", tags=["ici", "study"],
             description="ICI convergence study: the proposer vs the seed's hillmap, spiral and random search.",
         ),
-        # A scheduled flight check on tiny synthetic data: a broken install shows up as a failed run.
-        ici_demo.to_deployment(
+        # A scheduled flight check on tiny synthetic data, on a fresh run root each time: a broken install
+        # or a loop that no longer finds the centres shows up as a failed run.
+        ici_flight_check.to_deployment(
             name="ici-flight-check", tags=["ici", "flight-check"], interval=FLIGHT_CHECK_EVERY,
-            parameters={"run_root": "runs/flight-check/ici", "n_events": 4, "max_iterations": 2},
-            description="Every 12 h: the ICI loop end to end on 4 synthetic events.",
+            parameters={"parent": "runs/flight-check/ici"},
+            description="Every 12 h: the ICI loop end to end on 4 synthetic events in a new run root (the newest "
+                        "10 kept); fails when the index rate or the centre error misses its threshold.",
         ),
     ]
 

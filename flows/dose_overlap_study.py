@@ -3,7 +3,8 @@ D (dense/sparse overlap views) and F (pty-chi LSQML of every test split), each a
 
 Every phase reads and writes files under ``run_dir`` only and can run on its own once the phases before
 it have finished. Finished steps are reused (their records match the design and input hashes), so a rerun
-after a failure resumes where it stopped; a failing phase never touches an earlier phase's files.
+after a failure resumes where it stopped; a failing phase never touches an earlier phase's files. Paths in
+records and outputs are relative to ``run_dir``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from prefect import flow, get_run_logger
 
 from ptylib.io.lock import RunRootLock
 from ptylib.io.manifest import read_manifest, write_manifest
+from ptylib.ptycho.layout import DESIGN, INPUTS, RUN_MANIFEST, VIEWS_MANIFEST
+from ptylib.ptycho.lsqml import Device
 from ptylib.ptycho.options import Profile, StudyDesign
-from ptylib.ptycho.study import load_design
+from ptylib.ptycho.study import check_run_dir, load_design
 from tasks.artifacts import ProgressArtifact
 from tasks.ptycho import (
-    DESIGN,
-    INPUTS,
-    RUN_MANIFEST,
-    VIEWS_MANIFEST,
     design_task,
     generate_dose_task,
     inputs_task,
@@ -44,11 +43,14 @@ def design_phase(run_dir: str, profile: Profile = "small", design: StudyDesign |
 
 
 @flow(name="study-phase-b-inputs", flow_run_name="inputs")
-def inputs_phase(run_dir: str, object_npz: str | None = None) -> str:
-    """Phase B: object and probe (synthetic, or ``object_npz``), scan, and the design's feasibility on them."""
+def inputs_phase(run_dir: str, object_npz: str | None = None, force: bool = False) -> str:
+    """Phase B: object and probe (synthetic, or ``object_npz``), scan, and the design's feasibility on them.
+
+    Inputs made earlier from another object are replaced (with all that derives from them) only if ``force``.
+    """
     read_json(run_dir, DESIGN, "A")
-    inputs_task(run_dir, str(Path(run_dir) / DESIGN), object_npz)
-    return str(Path(run_dir) / INPUTS)
+    inputs_task(run_dir, str(Path(run_dir) / DESIGN), object_npz, force)
+    return INPUTS.as_posix()
 
 
 @flow(name="study-phase-c-generation", flow_run_name="generation")
@@ -81,7 +83,7 @@ def views_phase(run_dir: str) -> str:
 
 
 @flow(name="study-phase-f-lsqml", flow_run_name="lsqml")
-def lsqml_phase(run_dir: str, torch_threads: int | None = 1) -> str:
+def lsqml_phase(run_dir: str, torch_threads: int | None = 1, device: Device = Device.AUTO) -> str:
     """Phase F: pty-chi LSQML of each dose's full test split and of every view's test split, one at a time
     (pty-chi sets process-wide torch state, so reconstructions do not share a process concurrently)."""
     design_json = str(Path(run_dir) / DESIGN)
@@ -90,34 +92,42 @@ def lsqml_phase(run_dir: str, torch_threads: int | None = 1) -> str:
     views = read_json(run_dir, VIEWS_MANIFEST, "D")
     targets += [(b["dose"], b["view"], b["test"]["output_path"]) for b in views["views"] if b["status"] == "ok"]
     skipped = [s | {"reason": f"view skipped in phase D: {s['reason']}"} for s in views["skipped"]]
-    records = [lsqml_task(run_dir, design_json, path, dose, target, torch_threads) for dose, target, path in targets]
+    records = [lsqml_task(run_dir, design_json, path, dose, target, torch_threads, device)
+               for dose, target, path in targets]
     return lsqml_manifest_task(run_dir, records, skipped)
 
 
 @flow(name="dose-overlap-study", flow_run_name="study-{profile}-{phases}")
 def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDesign | None = None,
-                       object_npz: str | None = None, phases: str = PHASES,
-                       torch_threads: int | None = 1) -> dict[str, Any]:
+                       object_npz: str | None = None, phases: str = PHASES, torch_threads: int | None = 1,
+                       device: Device = Device.AUTO, force: bool = False) -> dict[str, Any]:
     """Run the requested phases (letters of ``ABCDF``, in order) of the study in ``run_dir``.
 
     Parameters
     ----------
     run_dir : folder of the study; phase outputs go to ``phase_a`` … ``phase_f``, plus ``manifest.json``.
-    profile, design : the named profile's design, or an explicit one (it wins).
-    object_npz : a real reconstruction (``objectGuess``, ``probeGuess``) instead of the synthetic pair.
+    profile, design : the named profile's design, or an explicit one (it wins). A folder keeps its design.
+    object_npz : a real reconstruction (``objectGuess``, ``probeGuess``) instead of the synthetic pair
+        (relative to the working directory).
     phases : which phases to run; earlier finished phases are reused, so ``"ABCDF"`` resumes a study.
     torch_threads : torch threads for LSQML (None: torch's default). One by default: pty-chi's many small
         CPU kernels gain little from more, and on a shared machine OpenMP oversubscription slows them tenfold.
+    device : where LSQML runs: auto (CUDA when torch sees one), cpu or cuda.
+    force : replace inputs that a finished phase B made from another object (and all derived from them).
     """
     unknown = set(phases) - set(PHASES)
     if unknown or not phases:
         raise ValueError(f"phases must be letters of {PHASES}, got {phases!r}")
     root = Path(run_dir).resolve()
+    object_npz = str(Path(object_npz).resolve()) if object_npz else None
+    design = design or StudyDesign.for_profile(profile)
     outputs: dict[str, Any] = {}
-    steps = {"A": lambda: design_phase(str(root), profile, design), "B": lambda: inputs_phase(str(root), object_npz),
+    steps = {"A": lambda: design_phase(str(root), profile, design),
+             "B": lambda: inputs_phase(str(root), object_npz, force),
              "C": lambda: generation_phase(str(root)), "D": lambda: views_phase(str(root)),
-             "F": lambda: lsqml_phase(str(root), torch_threads)}
+             "F": lambda: lsqml_phase(str(root), torch_threads, device)}
     with RunRootLock(root, owner="dose-overlap-study flow"):
+        check_run_dir(root, design, object_npz, force=force)
         try:
             outputs = dict(read_manifest(root)["outputs"])  # phases run earlier stay listed
         except ValueError:

@@ -65,8 +65,10 @@ def _run_checked(start: Callable[[], dict], run_root: Path) -> int:
     """Refuse a locked run root, run the flow, print its figures; one-line errors, exit code 2."""
     from ptylib.ici.model import IciInputError
     from ptylib.io.lock import RunRootLock, RunRootLockedError
+    from ptylib.io.paths import reject_control_characters
 
     try:
+        reject_control_characters(Path(run_root).resolve(), "--run-root")
         # Refuse a locked run root before any flow run starts: one clear line instead of a failed run.
         with RunRootLock(run_root, owner="ptyflows ici (probe)"):
             pass
@@ -122,7 +124,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the convergence study: the demo's data and knobs (``--baseline-runs`` among them), modes, strategies."""
-    from ptylib.ici.options import POLICIES
+    from ptylib.ici.proposer.options import POLICIES
 
     _add_synthetic_arguments(parser, "runs/study/ici")
     parser.add_argument("--modes", default="fixed,refine",

@@ -21,15 +21,16 @@ from prefect import flow
 
 from flows.ici_loop import ici_loop
 from ptylib.ici.backends import BackendName, CrystfelOptions, DialsOptions
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.synthetic import make_synthetic_run
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.synthetic.dataset import make_synthetic_run
+from ptylib.io.lock import RunRootLock
 
 
 def standin_indexamajig(bin_dir: Path) -> Path:
     """Write ``bin_dir/indexamajig``: the stand-in indexer with indexamajig's interface, on this Python."""
     path = bin_dir / "indexamajig"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ptylib.ici.simulated_indexer \"$@\"\n")
+    path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m ptylib.ici.synthetic.standin_indexer \"$@\"\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
 
@@ -61,7 +62,7 @@ def prepare_demo_data(root: Path, n_events: int, data_seed: int, radius_mm: floa
     if indexer not in ("auto", "dials", "standin"):
         raise ValueError(f"indexer must be auto, dials or standin, not {indexer!r}")
     if indexer == "dials" or (indexer == "auto" and shutil.which("dials.import") is not None):
-        from ptylib.ici.dials_dataset import make_dials_dataset
+        from ptylib.ici.synthetic.dials_dataset import make_dials_dataset
 
         data = make_dials_dataset(root / "data", events=n_events, seed=data_seed, radius_mm=radius_mm)
         print(f"rendered {n_events} stills in {data.h5_path}; indexing them with DIALS")
@@ -91,6 +92,8 @@ def ici_demo(
     """
     root = Path(run_root).resolve()
     options = proposer or ProposerOptions()
-    data = prepare_demo_data(root, n_events, data_seed, options.radius_mm, indexer)
-    return ici_loop(run_root=str(root), **data.loop_arguments(refine), proposer=options,
-                    max_iterations=max_iterations, workers=workers)
+    # The data is written into the run root too: under its lock, which the loop then shares.
+    with RunRootLock(root, owner="ici-demo flow"):
+        data = prepare_demo_data(root, n_events, data_seed, options.radius_mm, indexer)
+        return ici_loop(run_root=str(root), **data.loop_arguments(refine), proposer=options,
+                        max_iterations=max_iterations, workers=workers)

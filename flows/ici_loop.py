@@ -17,10 +17,12 @@ from ptylib.ici.backends import (
     make_backend,
 )
 from ptylib.ici.events import resolve_events
-from ptylib.ici.model import LEDGER_NAME
-from ptylib.ici.options import ProposerOptions
+from ptylib.ici.jobs import end_stale_jobs
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import RunRootLock
 from ptylib.io.manifest import write_manifest
+from ptylib.io.paths import reject_control_characters
 from tasks.artifacts import ProgressArtifact, publish_markdown
 from tasks.ici import (
     batches,
@@ -69,12 +71,14 @@ def ici_loop(
     report also gives each event's distance from its best centre to its true centre.
     """
     logger = get_run_logger()
-    root = Path(run_root).resolve()
+    root = Path(reject_control_characters(Path(run_root).resolve(), "run_root"))
     options = proposer or ProposerOptions()
     backend_options = {BackendName.CRYSTFEL: crystfel, BackendName.COMMAND: command,
                        BackendName.DIALS: dials}[BackendName(backend)]
     indexer = make_backend(backend, backend_options)
     with RunRootLock(root, owner="ici-loop flow"):
+        for job in end_stale_jobs(root):  # left by an earlier run that died without ending them
+            logger.warning("ended stale indexing job %s (pid %d) of an earlier run", job.script, job.pid)
         keys = resolve_events(inputs or [], events, event_list)
         write_manifest(root, pipeline="ici_loop", inputs=inputs or [], parameters={
             "inputs": inputs, "events": events, "event_list": event_list, "backend": str(backend),

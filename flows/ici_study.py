@@ -4,11 +4,11 @@ On the demo's dataset (DIALS-rendered stills when DIALS is installed, the stand-
 images otherwise), every strategy runs the full ICI loop from the same first centre in its own run
 root ``<run_root>/<mode>/<strategy>``: ``model`` (the project's default), ``hillmap`` (the seed's
 policy), and the baselines ``spiral`` (fixed golden-angle spiral) and ``random`` (uniform in the
-disk) with a budget of ``proposer.baseline_runs`` runs per event (:mod:`ptylib.ici.baselines`). Modes:
+disk) with a budget of ``proposer.baseline_runs`` runs per event (:mod:`ptylib.ici.proposer.baselines`). Modes:
 ``fixed`` (detector not refined: the wRMSD is the only signal) and ``refine`` (the indexer refines
 the detector; Step-2 / the model use the refined centres). The study compares runs until an event
 first indexes, runs until DONE and the final distance to the true centre
-(:mod:`ptylib.ici.study`), as a table and a plot artifact and as files in ``run_root``. Every loop
+(:mod:`ptylib.ici.report.study`), as a table and a plot artifact and as files in ``run_root``. Every loop
 resumes where it stopped, so a killed study continues when run again.
 """
 
@@ -21,7 +21,8 @@ from prefect import flow
 
 from flows.ici_demo import prepare_demo_data
 from flows.ici_loop import ici_loop
-from ptylib.ici.options import POLICIES, ProposerOptions
+from ptylib.ici.proposer.options import POLICIES, ProposerOptions
+from ptylib.io.lock import RunRootLock
 from ptylib.io.manifest import write_manifest
 from tasks.ici import study_figures_task, study_report_task
 
@@ -55,20 +56,21 @@ def ici_study(
                          f"got modes={list(modes)}, strategies={list(strategies)}")
     root = Path(run_root).resolve()
     base = proposer or ProposerOptions()
-    data = prepare_demo_data(root, n_events, data_seed, base.radius_mm, indexer)
-    write_manifest(root, pipeline="ici_study", inputs=[str(data.h5_path)], parameters={
-        "n_events": n_events, "data_seed": data_seed, "modes": list(modes), "strategies": list(strategies),
-        "indexer": indexer, "proposer": base.to_dict(), "max_iterations": max_iterations,
-        "initial_shift_mm": list(initial_shift_mm), "workers": workers})
-    figures = []
-    for mode in modes:
-        for strategy in strategies:
-            options = dataclasses.replace(base, policy=strategy)
-            strategy_root = root / mode / strategy
-            print(f"{mode} / {strategy}: ICI loop in {strategy_root}")
-            ici_loop.with_options(flow_run_name=f"ici-loop-{mode}-{strategy}")(
-                run_root=str(strategy_root), **data.loop_arguments(mode == "refine"), proposer=options,
-                max_iterations=max_iterations, initial_shift_mm=initial_shift_mm, workers=workers)
-            figures.append(study_figures_task(str(strategy_root), mode, options))
-    study_report_task(str(root), figures)
+    with RunRootLock(root, owner="ici-study flow"):  # data, manifest and study files; each loop locks its own root
+        data = prepare_demo_data(root, n_events, data_seed, base.radius_mm, indexer)
+        write_manifest(root, pipeline="ici_study", inputs=[str(data.h5_path)], parameters={
+            "n_events": n_events, "data_seed": data_seed, "modes": list(modes), "strategies": list(strategies),
+            "indexer": indexer, "proposer": base.to_dict(), "max_iterations": max_iterations,
+            "initial_shift_mm": list(initial_shift_mm), "workers": workers})
+        figures = []
+        for mode in modes:
+            for strategy in strategies:
+                options = dataclasses.replace(base, policy=strategy)
+                strategy_root = root / mode / strategy
+                print(f"{mode} / {strategy}: ICI loop in {strategy_root}")
+                ici_loop.with_options(flow_run_name=f"ici-loop-{mode}-{strategy}")(
+                    run_root=str(strategy_root), **data.loop_arguments(mode == "refine"), proposer=options,
+                    max_iterations=max_iterations, initial_shift_mm=initial_shift_mm, workers=workers)
+                figures.append(study_figures_task(str(strategy_root), mode, options))
+        study_report_task(str(root), figures)
     return {"figures": [f.row() for f in figures], "report": str(root / "study.md")}

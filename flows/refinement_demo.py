@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from ptylib.diffraction.refine import RefinementOptions
+from ptylib.diffraction.refine import CriteriaNotMet, RefinementOptions
 from ptylib.io.manifest import write_manifest
 from tasks.diffraction import plot_task, refine_task, report_task
 
@@ -25,13 +25,15 @@ def refinement_demo(options: RefinementOptions = RefinementOptions(), run_dir: s
 
     Parameters
     ----------
-    options : scene, ground truth, start, optimiser, robust mode and thresholds (the seed's defaults).
+    options : scene, ground truth, start, optimiser and thresholds (the seed's defaults); robust mode by
+        default, ``robust=False`` for the seed's single-start Adam.
     run_dir : folder for ``history.json``/``.csv``, ``images.npz``, ``result.json``, PNGs, ``report.md``
         and ``manifest.json``; default ``runs/refinement_demo/<UTC timestamp>``.
     device : torch device (``cpu``, ``cuda``).
 
     Returns the summary (truth, start, refined values, losses, criteria, ``success``). A NaN or Inf
-    stops the run with an error naming the iteration; unmet criteria are reported, not raised.
+    stops the run with an error naming the iteration. Unmet criteria fail the run (``CriteriaNotMet``
+    naming them) after every file, plot and artifact has been written.
     """
     logger = get_run_logger()
     root = Path(run_dir) if run_dir else default_run_dir()
@@ -45,4 +47,6 @@ def refinement_demo(options: RefinementOptions = RefinementOptions(), run_dir: s
                    outputs={"report": report, "plots": plots, "history": str(root / "history.csv")})
     logger.info("refined mosaic %.4f deg, misset %s deg; criteria %s", summary["refined"][0],
                 [round(v, 4) for v in summary["refined"][1]], "met" if summary["success"] else "NOT met")
+    if not summary["success"]:
+        raise CriteriaNotMet.from_summary(summary, str(root))
     return summary

@@ -10,14 +10,21 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ptylib.diffraction.plots import image_figure, loss_figure, parameter_figure, report_markdown
-from ptylib.diffraction.refine import RefinementOptions, refine, write_history
-from ptylib.io.atomic import atomic_open, atomic_write_json, atomic_write_text
-from ptylib.io.report import save_figure
-from tasks.artifacts import ProgressArtifact, publish_markdown, publish_pngs, publish_table
-
-IMAGES = "images.npz"
-SUMMARY = "result.json"
+from ptylib.diffraction.plots import report_markdown, save_plots
+from ptylib.diffraction.refine import (
+    IMAGES_NAME,
+    RESULT_NAME,
+    RefinementOptions,
+    refine,
+    write_result,
+)
+from ptylib.io.atomic import atomic_write_text
+from tasks.artifacts import (
+    ProgressArtifact,
+    publish_markdown,
+    publish_pngs,
+    publish_table,
+)
 
 
 @task(name="refinement-run", cache_policy=NO_CACHE)
@@ -25,13 +32,8 @@ def refine_task(options: RefinementOptions, run_dir: str, device: str = "cpu") -
     """Run the refinement kernel with a progress artifact; write history, images and summary; return the summary."""
     progress = ProgressArtifact(options.total_iterations, "refinement steps")
     result = refine(options, device=device, progress=lambda done, total: progress.advance())
-    root = Path(run_dir)
-    write_history(result.history, root)
-    with atomic_open(root / IMAGES, "wb") as handle:
-        np.savez_compressed(handle, experimental=result.experimental, initial=result.initial, final=result.final)
-    summary = result.summary()
-    atomic_write_json(root / SUMMARY, summary)
-    return summary
+    write_result(result, run_dir)
+    return result.summary()
 
 
 @task(name="refinement-plots", cache_policy=NO_CACHE)
@@ -39,17 +41,9 @@ def plot_task(run_dir: str) -> dict[str, str]:
     """Loss, parameter-trajectory and image plots as PNGs in the run directory and as an artifact."""
     root = Path(run_dir)
     history = json.loads((root / "history.json").read_text())
-    summary = json.loads((root / SUMMARY).read_text())
-    images = np.load(root / IMAGES)
-    truth = dict(zip(("mosaic_spread_deg", "misset_x_deg", "misset_y_deg", "misset_z_deg"),
-                     [summary["truth"][0], *summary["truth"][1]], strict=True))
-    best = summary["best_start"]
-    pngs = {
-        "Loss (log scale)": save_figure(loss_figure(history, best), root / "loss.png"),
-        "Parameters against truth": save_figure(parameter_figure(history, truth, best), root / "parameters.png"),
-        "Images: experimental, initial, final, residual": save_figure(
-            image_figure(images["experimental"], images["initial"], images["final"]), root / "images.png"),
-    }
+    summary = json.loads((root / RESULT_NAME).read_text())
+    with np.load(root / IMAGES_NAME) as images:
+        pngs = save_plots(history, summary, images["experimental"], images["initial"], images["final"], root)
     publish_pngs("refinement-demo-plots", pngs, intro="# Refinement demo: plots\n")
     return {title: str(path) for title, path in pngs.items()}
 

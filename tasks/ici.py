@@ -9,18 +9,22 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ptylib.ici.backends.base import IndexerBackend
-from ptylib.ici.ingest import ingest_run
-from ptylib.ici.ledger import read_ledger
 from ptylib.ici.loop import RunPlan, plan_next_run
-from ptylib.ici.model import LEDGER_NAME, STATE_NAME, EventKey
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.propose_run import propose_run_root
-from ptylib.ici.report import build_report, known_true_centres_mm, refined_centres
+from ptylib.ici.model import EventKey
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.propose import propose_run_root
+from ptylib.ici.report.final import build_report, known_true_centres_mm, refined_centres
+from ptylib.ici.report.study import (
+    StrategyFigures,
+    strategy_figures,
+    write_study_report,
+)
+from ptylib.ici.report.summary import summarize_run_root
 from ptylib.ici.runner import collect_run, concatenate_streams, run_event_batch
-from ptylib.ici.state import read_state
-from ptylib.ici.step2 import event_dir
-from ptylib.ici.study import StrategyFigures, strategy_figures, write_study_report
-from ptylib.ici.summary import summarize_run_root
+from ptylib.ici.runroot.ingest import ingest_run
+from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME, event_dir, run_directory
+from ptylib.ici.runroot.ledger import read_ledger
+from ptylib.ici.runroot.sidecar import read_state
 from tasks.artifacts import publish_markdown, publish_table
 
 
@@ -50,7 +54,7 @@ def prepare_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> l
     The runner skips scripts that already completed (a resumed, half-finished iteration).
     """
     root = Path(run_root)
-    run_dir = root / f"run_{plan.run_n:03d}"
+    run_dir = run_directory(root, plan.run_n)
     run_dir.mkdir(parents=True, exist_ok=True)
     backend.prepare_run(run_dir, plan.jobs)
     return [str(backend.write_event_script(job, event_dir(root, plan.run_n, job.event_index))) for job in plan.jobs]
@@ -65,7 +69,7 @@ def run_events_task(scripts: Sequence[str], timeout_s: float) -> list[int]:
 @task(name="ici-collect-run", cache_policy=NO_CACHE)
 def collect_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> dict[str, int]:
     """Concatenate the stream parts, parse every event and write ``chunk_metrics_###.csv``."""
-    run_dir = Path(run_root) / f"run_{plan.run_n:03d}"
+    run_dir = run_directory(Path(run_root), plan.run_n)
     missing = concatenate_streams(run_dir, plan.run_n, [job.event_index for job in plan.jobs])
     results = collect_run(run_dir, plan.run_n, plan.jobs, backend)
     return {"events": len(results), "indexed": sum(r.metric.indexed for r in results), "missing_parts": len(missing)}

@@ -1,8 +1,9 @@
-"""Shared test fixtures: a session-scoped Prefect harness and paths to test fixtures."""
+"""Shared test fixtures: a session-scoped Prefect harness and paths to test fixtures; the ``dials`` marker's rule."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,21 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="ptyflows-prefect-
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+REQUIRE_DIALS = "PTYFLOWS_REQUIRE_DIALS"
+"""Set to 1 (``.ci/run`` does) to make a ``dials`` test fail, not skip, when DIALS is missing."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a ``dials`` test without DIALS, with the reason; fail it instead when ``PTYFLOWS_REQUIRE_DIALS=1``."""
+    if item.get_closest_marker("dials") is None or shutil.which("dials.import") is not None:
+        return
+    reason = "DIALS is not installed ('dials.import' is not on PATH); apt-get install -y dials as root"
+    if os.environ.get(REQUIRE_DIALS) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_DIALS}=1, as in CI, makes a missing DIALS a failure)", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,12 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ptylib.diffraction.options import SimulationOptions
-    from ptylib.diffraction.refine import RefinementOptions
+    from ptylib.diffraction.refine import RefinementOptions, RefinementResult
 
 # nanoBragg's mosaic-domain count when -mosaic is given without -mosaic_domains.
 _NANOBRAGG_DEFAULT_DOMAINS = 10
@@ -171,8 +172,11 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the refinement demo's parameters (the seed's defaults); names follow ``RefinementOptions``."""
-    parser.add_argument("--robust", action="store_true",
-                        help="coarse-to-fine multi-start refinement instead of plain Adam")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--robust", dest="robust", action="store_true", default=True,
+                      help="grid search + coarse-to-fine multi-start L-BFGS (the default)")
+    mode.add_argument("--plain", dest="robust", action="store_false",
+                      help="the seed's single-start Adam (misses the seed's criteria from most starts)")
     parser.add_argument("--iterations", type=int, default=100, help="Adam iterations (default 100)")
     parser.add_argument("--learning-rate", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     parser.add_argument("--true-mosaic-deg", type=float, default=0.8, help="ground-truth mosaic spread (deg)")
@@ -187,7 +191,8 @@ def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="most torch CPU threads; the simulator measures which count up to it is fastest "
                              "(default: torch's count)")
-    parser.add_argument("--out-dir", default=None, metavar="DIR", help="run directory for history and plots")
+    parser.add_argument("--out-dir", default=None, metavar="DIR",
+                        help="write history.json/.csv, images.npz, result.json and loss/parameters/images PNGs here")
 
 
 def refinement_options_from_args(args: argparse.Namespace) -> RefinementOptions:
@@ -206,7 +211,7 @@ def run_refine(args: argparse.Namespace) -> int:
     """Run the refinement kernel without Prefect (progress bar on a terminal); returns the exit code."""
     from pydantic import ValidationError
 
-    from ptylib.diffraction.refine import RefinementDiverged, refine, write_history
+    from ptylib.diffraction.refine import RefinementDiverged, refine
     from ptylib.io.progress import TerminalProgress
     from ptylib.io.report import format_cell
 
@@ -228,12 +233,24 @@ def run_refine(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.out_dir is not None:
-        write_history(result.history, args.out_dir)
+        write_run_files(result, args.out_dir)
     for row in result.criteria_table():
         print(f"{row['criterion']:<34} {format_cell(row['value']):<12} {'PASS' if row['passed'] else 'FAIL'}")
     print(f"refined mosaic {result.final_mosaic_deg:.3f} deg, misset "
           f"({', '.join(f'{v:+.2f}' for v in result.final_misset_deg)}) deg")
     return 0 if result.success else 1
+
+
+def write_run_files(result: RefinementResult, out_dir: str) -> None:
+    """The run's files and plots in ``out_dir`` (created), each path printed."""
+    from ptylib.diffraction.plots import save_plots
+    from ptylib.diffraction.refine import write_result
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    files = write_result(result, out_dir)
+    pngs = save_plots(result.history, result.summary(), result.experimental, result.initial, result.final, out_dir)
+    for path in [*files.values(), *pngs.values()]:
+        print(f"wrote {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ptylib.io.report import format_cell, markdown_table
+from ptylib.io.report import format_cell, markdown_table, save_figure
 
 PARAMETERS = (("mosaic_spread_deg", "mosaic spread (deg)"), ("misset_x_deg", "misset x (deg)"),
               ("misset_y_deg", "misset y (deg)"), ("misset_z_deg", "misset z (deg)"))
@@ -82,6 +84,23 @@ def image_figure(experimental: np.ndarray, initial: np.ndarray, final: np.ndarra
         ax.set_xlabel("fast (px)")
     axes[0].set_ylabel("slow (px)")
     return fig
+
+
+def save_plots(history: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], experimental: np.ndarray,
+               initial: np.ndarray, final: np.ndarray, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``loss.png``, ``parameters.png`` and ``images.png`` of one refinement run; returns title → path.
+
+    ``summary`` is ``RefinementResult.summary()``; the images are photons per pixel [slow, fast].
+    """
+    out = Path(out_dir)
+    truth = dict(zip((key for key, _ in PARAMETERS), [summary["truth"][0], *summary["truth"][1]], strict=True))
+    best = summary["best_start"]
+    return {
+        "Loss (log scale)": save_figure(loss_figure(history, best), out / "loss.png"),
+        "Parameters against truth": save_figure(parameter_figure(history, truth, best), out / "parameters.png"),
+        "Images: experimental, initial, final, residual": save_figure(image_figure(experimental, initial, final),
+                                                                      out / "images.png"),
+    }
 
 
 def parameter_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
-"""Command line of the ICI kernels: ``ptyflows ici propose`` and ``ptyflows ici summarize``.
+"""Command line of the ICI kernels: ``ptyflows ici propose``, ``ici summarize`` and ``ici dials-server stop``.
 
-Mounted by ``flows/cli.py`` and runnable alone as ``python -m ptylib.ici.cli propose|summarize``.
+Mounted by ``flows/cli.py`` and runnable alone as ``python -m ptylib.ici.cli propose|summarize|dials-server``.
 This path imports no Prefect, torch or TensorFlow; numpy is imported only when a command runs.
 Bad input prints one line ``error: <message>`` on stderr and exits with code 2.
 """
@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ptylib.ici.model import IciInputError
-from ptylib.ici.options import POLICIES, STEP2_ALGORITHMS, ProposerOptions
+from ptylib.ici.proposer.options import POLICIES, STEP2_ALGORITHMS, ProposerOptions
 
 EXIT_INPUT_ERROR = 2
 
@@ -89,7 +89,7 @@ def _fail(message: object) -> int:
 
 def run_propose(args: argparse.Namespace) -> int:
     """``ici propose``: patch the ledger and state of ``--run-root`` with the next shifts; prints counts."""
-    from ptylib.ici.ledger import gc_paused
+    from ptylib.ici.runroot.ledger import gc_paused
 
     try:
         options = options_from_args(args)
@@ -100,11 +100,12 @@ def run_propose(args: argparse.Namespace) -> int:
         # start-up time and threads spinning on the other cores (an explicit setting is kept).
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     with gc_paused():  # numpy's import and the pass make ~10^5 objects that live to the end
-        from ptylib.ici.propose_run import propose_run_root
+        from ptylib.ici.proposer.propose import propose_run_root
+        from ptylib.io.lock import RunRootLockedError
 
         try:
             outcome = propose_run_root(Path(args.run_root), options)
-        except (IciInputError, OSError) as exc:
+        except (IciInputError, OSError, RunRootLockedError) as exc:
             return _fail(exc)
     print(outcome.to_text())
     return 0
@@ -112,7 +113,7 @@ def run_propose(args: argparse.Namespace) -> int:
 
 def run_summarize(args: argparse.Namespace) -> int:
     """``ici summarize``: print the summary of ``--run-root`` (text, or Markdown with ``--markdown``)."""
-    from ptylib.ici.summary import summarize_run_root
+    from ptylib.ici.report.summary import summarize_run_root
 
     try:
         summary = summarize_run_root(Path(args.run_root))
@@ -122,14 +123,34 @@ def run_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dials_server(args: argparse.Namespace) -> int:
+    """``ici dials-server stop``: end this user's DIALS servers (stills in progress end as ``dials_crashed``)."""
+    from ptylib.ici.backends.dials_worker import ForeignServerError, stop_servers
+
+    try:
+        replies = stop_servers()
+    except (PermissionError, ForeignServerError) as exc:
+        return _fail(exc)
+    for reply in replies:
+        print(f"stopped the DIALS server pid {reply.get('pid')} ({reply.get('ended_stills', 0)} stills in progress ended)")
+    if not replies:
+        print("no DIALS server is running")
+    return 0
+
+
 def add_ici_commands(sub: argparse._SubParsersAction) -> None:
-    """Add the ``propose`` and ``summarize`` subcommands (with their handlers) to ``sub``."""
+    """Add the ``propose``, ``summarize`` and ``dials-server`` subcommands (with their handlers) to ``sub``."""
     propose = sub.add_parser("propose", help="propose the next detector shift of every event")
     add_ici_propose_arguments(propose)
     propose.set_defaults(handler=run_propose)
     summarize = sub.add_parser("summarize", help="summarise a run root's ledger")
     add_ici_summarize_arguments(summarize)
     summarize.set_defaults(handler=run_summarize)
+    server = sub.add_parser("dials-server", help="control this user's DIALS server (the DIALS backend's worker)",
+                            description="The DIALS backend hands stills to a per-user server that ends by itself "
+                                        "2 minutes after its last still or when the last flow it serves ends.")
+    server.add_argument("action", choices=("stop",), help="stop: end the server now")
+    server.set_defaults(handler=run_dials_server)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``propose`` or ``summarize`` from ``argv``; returns the exit code."""
+    """Run ``propose``, ``summarize`` or ``dials-server`` from ``argv``; returns the exit code."""
     args = build_parser().parse_args(argv)
     return int(args.handler(args))
 

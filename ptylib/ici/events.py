@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ptylib.ici.model import EventKey, IciInputError
+from ptylib.io.paths import reject_control_characters
 
 DATA_PATH = "/entry/data/data"
 
@@ -76,4 +77,6 @@ def resolve_events(
         keys += [EventKey(path, i) for i in parse_selection(selection, count_events(path))]
     if not keys:
         raise IciInputError(event_list or "inputs", "no events selected")
+    for name in dict.fromkeys(key.h5_path for key in keys):
+        reject_control_characters(name, "input file")
     return list(dict.fromkeys(keys))

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-LEDGER_NAME = "image_run_log.csv"
-STATE_NAME = "image_run_state.json"
 LEDGER_HEADER = (
     "run_n",
     "det_shift_x_mm",
@@ -51,7 +49,7 @@ class Proposal:
     @property
     def is_done(self) -> bool:
         """True when the event has converged and needs no further run."""
-        return self.dx_mm is None and self.reason.startswith("done")
+        return self.dx_mm is None and self.dy_mm is None and self.reason.startswith(DONE_TOKEN)
 
 
 @dataclass
@@ -77,8 +75,7 @@ class LedgerRow:
         return self.wrmsd is not None and math.isfinite(self.wrmsd)
 
 
-# Column getters for the column-wise ledger and sidecar I/O: ledger rows and sidecar trials
-# (ptylib.ici.state.TrialRecord) name these fields alike.
+# Column getters for the column-wise ledger I/O.
 RUN_N_OF = attrgetter("run_n")
 SHIFT_X_OF = attrgetter("det_shift_x_mm")
 SHIFT_Y_OF = attrgetter("det_shift_y_mm")

@@ -3,6 +3,8 @@
 The Prefect flow batches events into tasks and calls these kernels; they work without Prefect too.
 A finished script leaves ``.event_complete`` (JSON: exit code, timeout flag, SHA-256 of the script
 text) in its event directory, so a resumed run skips events whose unchanged script already ran.
+Each script runs as a guarded job (:mod:`ptylib.ici.jobs`): its whole process group ends when the
+orchestrator dies, and it is recorded in the run root's ``.jobs/`` while it runs.
 Scripts run with the orchestrating interpreter's directory first on ``PATH`` (as an activated
 virtualenv would), so Python-based indexers and wrappers see the same environment.
 """
@@ -31,8 +33,9 @@ from ptylib.ici.backends.base import (
     read_event_outcome,
     stream_part_name,
 )
-from ptylib.ici.ingest import chunk_metrics_path, write_chunk_metrics
-from ptylib.ici.step2 import event_dir
+from ptylib.ici.jobs import JOBS_DIR, forget_job, start_job
+from ptylib.ici.runroot.ingest import write_chunk_metrics
+from ptylib.ici.runroot.layout import chunk_metrics_path, event_dir
 from ptylib.io.atomic import atomic_open, atomic_write_json, atomic_write_text
 from ptylib.io.manifest import sha256_file
 
@@ -54,8 +57,9 @@ def _event_environment() -> dict[str, str]:
 def run_event_script(script: Path, *, timeout_s: float) -> int:
     """Run ``bash script`` in its directory; return its exit code, or 124 after killing it at ``timeout_s`` (s).
 
-    stdout/stderr go to ``idx.stdout``/``idx.stderr`` there; a timeout kills the whole process group
-    and appends ``timeout after N s`` to ``idx.stderr``. ``.event_complete`` is written at the end.
+    The script must lie in ``<run root>/run_###/event_######/``. stdout/stderr go to
+    ``idx.stdout``/``idx.stderr`` there; a timeout kills the whole process group and appends
+    ``timeout after N s`` to ``idx.stderr``. ``.event_complete`` is written at the end.
     """
     script = Path(script).resolve()
     workdir = script.parent
@@ -64,9 +68,9 @@ def run_event_script(script: Path, *, timeout_s: float) -> int:
     started = time.monotonic()
     timed_out = False
     with open(workdir / STDOUT_NAME, "wb") as out, open(workdir / STDERR_NAME, "wb") as err:
-        # A process group of its own, so a timeout reaches the indexer's children too.
-        proc = subprocess.Popen(["bash", str(script)], cwd=workdir, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, env=_event_environment(), process_group=0)
+        # A process group of its own, so a timeout (and the orchestrator's death) reaches the indexer's children too.
+        proc, record = start_job(script, jobs_dir=workdir.parents[1] / JOBS_DIR, env=_event_environment(),
+                                 stdout=out, stderr=err)
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -77,6 +81,8 @@ def run_event_script(script: Path, *, timeout_s: float) -> int:
             # Interrupted orchestrator (e.g. KeyboardInterrupt): do not leave the indexer running.
             _kill_group(proc)
             raise
+        finally:
+            forget_job(record)
     if timed_out:
         with open(workdir / STDERR_NAME, "a", encoding="utf-8") as err_text:
             err_text.write(f"\ntimeout after {timeout_s:g} s: process group killed\n")

@@ -186,6 +186,46 @@ def validate_dataset(arrays: Mapping[str, np.ndarray], *, source: str = "<arrays
     _check_groups(arrays, x, y, source)
 
 
+MAX_POWER_RATIO = 4.0
+"""Largest accepted mean Σ diffraction² / (N²·Σ|probe|²): a transmission object has |O| ≤ 1, so amplitudes
+give ≤ 1 up to noise; intensities stored as amplitudes give about the counts per bright pixel instead."""
+
+
+def check_reconstruction_inputs(diffraction: np.ndarray, probe: np.ndarray, xcoords: np.ndarray,
+                                ycoords: np.ndarray, *, source: str = "<reconstruction input>") -> None:
+    """Check arrays handed to a reconstruction as the file contract checks a dataset; raise naming the argument.
+
+    ``diffraction`` (n, N, N) real amplitudes sqrt(counts) (finite, ≥ 0, not integer counts), ``probe`` (N, N)
+    complex, finite, in photon units, ``xcoords``/``ycoords`` (n,) finite pixels. Since the forward model's FFT
+    is unnormalised, amplitudes satisfy mean Σ diffraction² ≤ N²·Σ|probe|² for a transmission object; a ratio
+    above :data:`MAX_POWER_RATIO` means intensities were passed as amplitudes (or a wrongly scaled probe).
+    """
+    diffraction, probe = np.asarray(diffraction), np.asarray(probe)
+    if diffraction.ndim != 3 or diffraction.shape[1] != diffraction.shape[2] or diffraction.dtype.kind != "f":
+        raise _fail(source, "diffraction", "real amplitudes of shape (n, N, N)",
+                    f"dtype {diffraction.dtype} shape {diffraction.shape}")
+    n, n_px = diffraction.shape[:2]
+    shapes = {"probe": (probe, (n_px, n_px)), "xcoords": (np.asarray(xcoords), (n,)),
+              "ycoords": (np.asarray(ycoords), (n,))}
+    for key, (value, shape) in shapes.items():
+        if value.shape != shape:
+            raise _fail(source, key, f"shape {shape}", f"shape {value.shape}")
+    for key, value in {"diffraction": diffraction, **{k: v for k, (v, _) in shapes.items()}}.items():
+        if value.dtype.kind not in "iufc":
+            raise _fail(source, key, "numbers", f"dtype {value.dtype}")
+        if not np.all(np.isfinite(value)):
+            raise _fail(source, key, "finite values", f"{value.size - np.count_nonzero(np.isfinite(value))} NaN/inf entries")
+    _check_amplitudes(diffraction, None, source)
+    probe_power = n_px**2 * float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+    data_power = float(np.einsum("nij,nij->n", diffraction, diffraction, dtype=np.float64).mean())
+    if probe_power <= 0:
+        raise _fail(source, "probe", "a probe with non-zero power", "an all-zero probe")
+    if data_power > MAX_POWER_RATIO * probe_power:
+        raise _fail(source, "diffraction", f"amplitudes with mean Σ diffraction² ≤ {MAX_POWER_RATIO:g}·N²·Σ|probe|²",
+                    f"{data_power / probe_power:.4g}× (intensities passed as amplitudes, or a probe not in photon "
+                    "units?)")
+
+
 def check_split_disjoint(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], *,
                          source: str = "<split>") -> float:
     """Raise unless no test patch shares an object pixel with any train patch; returns the smallest gap (px).

@@ -4,6 +4,10 @@ The reconstruction canvas is the bounding box of the scan's patches plus ``margi
 handed to pty-chi relative to the canvas origin that pty-chi itself uses (``round(shape/2) − 0.5``),
 so pty-chi's rounding and sub-pixel probe shift coincide with :mod:`ptylib.ptycho.forward`. pty-chi
 changes torch's (and numpy's) process-wide defaults; :func:`run_lsqml` restores them afterwards.
+
+pty-chi 2.2.0 draws its random minibatches from a ``torch.Generator`` it never seeds (its
+``random_seed`` seeds only the global generators), so every run used the same order whatever the
+seed; :func:`build_task` seeds that generator with ``LSQMLOptions.seed``.
 """
 
 from __future__ import annotations
@@ -14,13 +18,23 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum, auto
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ptylib.ptycho.compat import import_ptychi_api
+from ptylib.ptycho.contract import check_reconstruction_inputs
 from ptylib.ptycho.forward import snap_positions
+
+
+class Device(StrEnum):
+    """Where LSQML runs: ``auto`` picks CUDA when torch sees a CUDA device, else the CPU."""
+
+    AUTO = auto()
+    CPU = auto()
+    CUDA = auto()
 
 
 class LSQMLOptions(BaseModel):
@@ -30,10 +44,13 @@ class LSQMLOptions(BaseModel):
 
     epochs: int = Field(100, ge=1)
     """Epochs (passes over all patterns)."""
-    batch_size: int = Field(96, ge=1)
-    """Patterns per minibatch."""
+    batch_size: int = Field(32, ge=1)
+    """Patterns per minibatch. 32 rather than 96: at dose 1e5 batch 96 gave 1.5× the phase MAE of batch 32
+    after 100 epochs, and 16 cost 2.4× the time per epoch for 0.8× (bench/lsqml_batch.py, bench/RESULTS.md)."""
     seed: int = Field(456, ge=0)
-    """pty-chi's random seed (minibatch order)."""
+    """Seed of pty-chi's global generators and of its minibatch order."""
+    device: Device = Device.AUTO
+    """auto (CUDA when torch sees one, else CPU), cpu or cuda (an error when torch sees no CUDA device)."""
     optimize_probe: bool = False
     """Refine the probe too (off: at low dose probe power can collapse)."""
     noise_model: Literal["gaussian", "poisson"] = "gaussian"
@@ -63,6 +80,8 @@ class LSQMLResult:
     """Dataset-object pixel (row, col) of canvas pixel (0, 0)."""
     seconds: float
     """Wall time of the epochs (s)."""
+    device: str
+    """Torch device type the reconstruction ran on ("cpu" or "cuda")."""
 
 
 def reconstruction_canvas(xcoords: np.ndarray, ycoords: np.ndarray, patch_size_px: int,
@@ -82,9 +101,28 @@ def ptychi_positions(xcoords: np.ndarray, ycoords: np.ndarray, origin_yx: tuple[
             np.asarray(ycoords, np.float64) - origin_yx[0] - centre[0])
 
 
+def resolve_device(device: Device) -> str:
+    """The torch device type ("cpu" or "cuda") for ``device``; raises when CUDA is asked for but absent."""
+    import torch
+
+    if device is Device.CPU:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if device is Device.CUDA:
+        raise ValueError(f"LSQML device 'cuda' requested, but torch {torch.__version__} sees no CUDA device; "
+                         "use device 'auto' or 'cpu'")
+    return "cpu"
+
+
 def build_task(diffraction: np.ndarray, probe: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
                options: LSQMLOptions) -> tuple[Any, tuple[int, int]]:
-    """A ready pty-chi ``PtychographyTask`` for amplitudes ``diffraction`` (n, N, N) and its canvas origin."""
+    """A ready pty-chi ``PtychographyTask`` for amplitudes ``diffraction`` (n, N, N) and its canvas origin.
+
+    Inputs are checked first (:func:`ptylib.ptycho.contract.check_reconstruction_inputs`).
+    """
+    check_reconstruction_inputs(diffraction, probe, xcoords, ycoords, source="LSQML input")
+    device = resolve_device(options.device)
     api = import_ptychi_api()
     from ptychi.api.task import PtychographyTask
 
@@ -100,7 +138,7 @@ def build_task(diffraction: np.ndarray, probe: np.ndarray, xcoords: np.ndarray, 
     rec = opts.reconstructor_options
     rec.num_epochs = options.epochs
     rec.batch_size = min(options.batch_size, len(xcoords))
-    rec.default_device = api.Devices.CPU
+    rec.default_device = {"cpu": api.Devices.CPU, "cuda": api.Devices.GPU}[device]
     rec.random_seed = options.seed
     rec.noise_model = api.NoiseModels(options.noise_model)
     rec.rescale_probe_intensity_in_first_epoch = options.rescale_probe_intensity_in_first_epoch
@@ -116,6 +154,7 @@ def build_task(diffraction: np.ndarray, probe: np.ndarray, xcoords: np.ndarray, 
             probe_position_x_px=pos_x,
             probe_position_y_px=pos_y,
         )
+    task.reconstructor.dataloader.generator.manual_seed(options.seed)
     return task, origin
 
 
@@ -131,7 +170,8 @@ def preserved_global_state(threads: int | None = None) -> Iterator[None]:
     device = torch.get_default_device()
     n_threads = torch.get_num_threads()
     np_state, py_state = np.random.get_state(), random.getstate()
-    with torch.random.fork_rng(devices=[]):
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
         try:
             if threads is not None:
                 torch.set_num_threads(threads)
@@ -165,4 +205,5 @@ def run_lsqml(diffraction: np.ndarray, probe: np.ndarray, xcoords: np.ndarray, y
             obj = task.get_data_to_cpu("object", as_numpy=True)[0].astype(np.complex64)
             final_probe = task.get_data_to_cpu("probe", as_numpy=True)[0, 0].astype(np.complex64)
             loss = task.reconstructor.loss_tracker.table["loss"].to_numpy(dtype=np.float64)
-    return LSQMLResult(object=obj, probe=final_probe, loss=loss, canvas_origin_yx=origin, seconds=seconds)
+    return LSQMLResult(object=obj, probe=final_probe, loss=loss, canvas_origin_yx=origin, seconds=seconds,
+                        device=resolve_device(options.device))

@@ -2,9 +2,11 @@
 
 The defaults are the seed's numbers (doses 1e3/1e4/1e5 photons per exposure, gridsizes 1 and 2,
 K = 7 neighbours, C = gridsize² = 4, overlap fractions 0.7 / 0.2, N = 128 px patches, y split,
-seeds 42 / 123 / 456, MS-SSIM sigma 1.0, FRC threshold 0.5). :meth:`StudyDesign.for_profile`
-gives the reduced ``smoke`` and ``small`` variants; derive others with ``model_copy(update=...)``
-followed by ``StudyDesign.model_validate(...)``.
+seeds 42 / 123 / 456, MS-SSIM sigma 1.0, FRC threshold 0.5) and the measured LSQML minibatch 32.
+:meth:`StudyDesign.for_profile` gives the reduced ``smoke`` and ``small`` variants; derive others with
+``StudyDesign.model_validate(design.model_dump() | {...})``: ``model_copy(update=...)`` skips validation
+(instances are revalidated wherever they are passed, and :func:`ptylib.ptycho.study.save_design` checks
+again before writing).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ptylib.ptycho.lsqml import LSQMLOptions
 
 Profile = Literal["smoke", "small", "full"]
 PROFILES: tuple[str, ...] = ("smoke", "small", "full")
@@ -30,7 +34,8 @@ def min_center_spacing_px(overlap_fraction: float, patch_size_px: int) -> float:
 class SimulationOptions(BaseModel):
     """How the synthetic object, probe and scan of one study are made (all lengths in pixels)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # revalidate_instances: an instance made with model_copy(update=...) is checked again wherever it is passed.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, revalidate_instances="always")
 
     object_size_px: int = Field(768, ge=16)
     """Side of the square synthetic object (pixels)."""
@@ -53,7 +58,8 @@ class SimulationOptions(BaseModel):
 class StudyDesign(BaseModel):
     """Every constant of the dose/overlap study; serialisable to JSON with ``model_dump(mode="json")``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # revalidate_instances: an instance made with model_copy(update=...) is checked again wherever it is passed.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, revalidate_instances="always")
 
     profile: Profile = "full"
     """Name of the profile these numbers come from (smoke / small / full)."""
@@ -89,8 +95,8 @@ class StudyDesign(BaseModel):
     """FRC threshold that defines the resolution."""
     lsqml_epochs: int = Field(100, ge=1)
     """pty-chi LSQML epochs per reconstruction."""
-    lsqml_batch_size: int = Field(96, ge=1)
-    """pty-chi LSQML minibatch size (patterns)."""
+    lsqml_batch_size: int = Field(LSQMLOptions.model_fields["batch_size"].default, ge=1)
+    """pty-chi LSQML minibatch size (patterns); the LSQML adapter's default, chosen by bench/lsqml_batch.py."""
     simulation: SimulationOptions = Field(default_factory=SimulationOptions)
     """Synthetic object / probe / scan."""
 

@@ -1,6 +1,9 @@
 """Steps of the dose/overlap study on files: inputs (phase B), per-dose datasets (C), overlap views (D),
 LSQML reconstructions (F). Each step reads paths, writes its files atomically and returns a JSON-ready
 record; a record whose key (design + input file hashes) still matches lets a rerun reuse the step.
+
+Every step takes the run folder ``root``: input paths may be given relative to it, and every path a
+record stores is relative to it, so a copied run folder is self-contained.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from ptylib.ptycho.contract import check_split_disjoint, load_dataset, save_data
 from ptylib.ptycho.dataset import select_groups, simulate_dataset, subset, with_groups
 from ptylib.ptycho.forward import illumination
 from ptylib.ptycho.grouping import check_grouping, knn_groups
-from ptylib.ptycho.lsqml import LSQMLOptions, run_lsqml
+from ptylib.ptycho.layout import DESIGN, INPUTS
+from ptylib.ptycho.lsqml import Device, LSQMLOptions, run_lsqml
 from ptylib.ptycho.metrics import compare
 from ptylib.ptycho.objects import load_object_probe, synthetic_object
 from ptylib.ptycho.options import StudyDesign
@@ -48,9 +52,24 @@ def dose_label(dose: float) -> str:
 
 
 def save_design(design: StudyDesign, path: PathLike) -> Path:
-    """Write the design as JSON (atomically)."""
+    """Validate the design and write it as JSON (atomically); an invalid design leaves ``path`` untouched.
+
+    A design made with ``model_copy(update=...)`` skipped validation, hence the check here.
+    """
+    try:
+        design = StudyDesign.model_validate(design.model_dump())
+    except ValueError as exc:
+        raise ValueError(f"{path}: invalid study design not written: {one_line(exc)}") from None
     atomic_write_json(path, design.model_dump(mode="json"))
     return Path(path)
+
+
+def one_line(error: Exception) -> str:
+    """A pydantic validation error (or any error) as one line: ``field: message; field: message``."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return " ".join(str(error).split())
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'design'}: {e['msg']}" for e in errors())
 
 
 def load_design(path: PathLike) -> StudyDesign:
@@ -60,7 +79,57 @@ def load_design(path: PathLike) -> StudyDesign:
     except FileNotFoundError:
         raise ValueError(f"{path}: no study design (run phase A first)") from None
     except ValueError as exc:
-        raise ValueError(f"{path}: invalid study design: {exc}") from None
+        raise ValueError(f"{path}: invalid study design: {one_line(exc)}") from None
+
+
+def design_change(path: PathLike, design: StudyDesign) -> str | None:
+    """Why ``design`` cannot run in the folder whose design file is ``path``; None if it is the same or absent."""
+    if not Path(path).exists():
+        return None
+    existing = load_design(path)
+    if existing == design:
+        return None
+    changed = sorted(k for k, v in design.model_dump().items() if existing.model_dump()[k] != v)
+    return (f"{path} holds a different design (fields {', '.join(changed)} differ); "
+            "use a new run directory for a new design")
+
+
+def inputs_change(design: StudyDesign, out_dir: PathLike, object_npz: PathLike | None, *,
+                  root: PathLike) -> str | None:
+    """What phase B with ``object_npz`` (None: synthetic) would replace in ``out_dir``; None when nothing.
+
+    Finished inputs are replaced when their key (design and object file contents) differs; every later
+    phase folder of ``root`` is then derived from replaced inputs and named too.
+    """
+    out = Path(root) / out_dir
+    try:
+        record = json.loads((out / INPUTS.name).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if record.get("key") == step_key(design, {"object_npz": object_npz}):
+        return None
+    source = next((c["value"] for c in record.get("checks", []) if c["check"] == "object source"), "unknown")
+    later = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and p.name > out.name)
+    return (f"{out} holds inputs made from {source}; {object_npz or 'the synthetic object'} would replace them "
+            f"and everything derived from them ({', '.join([out.name, *later])})")
+
+
+def check_run_dir(root: PathLike, design: StudyDesign, object_npz: PathLike | None, *, force: bool) -> None:
+    """Raise ``ValueError`` (one line) when running ``design`` on ``object_npz`` would alter the study in ``root``.
+
+    A changed design is always refused; replaced inputs are refused unless ``force``.
+    """
+    if object_npz is not None and not Path(object_npz).is_file():
+        raise ValueError(f"{object_npz}: no such object/probe NPZ file")
+    if (reason := design_change(Path(root) / DESIGN, design)) is not None:
+        raise ValueError(reason)
+    if not force and (reason := inputs_change(design, INPUTS.parent, object_npz, root=root)) is not None:
+        raise ValueError(f"{reason}; pass --force (force=True) to replace them")
+
+
+def run_relative(path: PathLike, root: PathLike) -> str:
+    """``path`` relative to the run folder ``root`` (POSIX form), as study records store it."""
+    return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
 
 
 def step_key(design: StudyDesign, inputs: Mapping[str, PathLike | None], **extra: object) -> str:
@@ -70,13 +139,13 @@ def step_key(design: StudyDesign, inputs: Mapping[str, PathLike | None], **extra
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def reusable(record_path: PathLike, key: str) -> dict[str, Any] | None:
-    """The stored record at ``record_path`` when its key matches and every file it lists still exists."""
+def reusable(record_path: PathLike, key: str, root: PathLike) -> dict[str, Any] | None:
+    """The stored record at ``record_path`` when its key matches and every file it lists exists under ``root``."""
     try:
         record = json.loads(Path(record_path).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    if record.get("key") != key or not all(Path(p).is_file() for p in record.get("files", [])):
+    if record.get("key") != key or not all((Path(root) / p).is_file() for p in record.get("files", [])):
         return None
     return record
 
@@ -93,15 +162,20 @@ def _finish(record_path: Path, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def prepare_inputs(design: StudyDesign, out_dir: PathLike, object_npz: PathLike | None = None) -> dict[str, Any]:
+def prepare_inputs(design: StudyDesign, out_dir: PathLike, object_npz: PathLike | None = None, *,
+                   root: PathLike, force: bool = False) -> dict[str, Any]:
     """Phase B: build (or load) object and probe, lay out the scan and check the design is feasible on it.
 
-    Writes ``base.npz`` (objectGuess, probeGuess with Σ|P|² = 1, xcoords, ycoords) and ``validation.json``.
+    Writes ``base.npz`` (objectGuess, probeGuess with Σ|P|² = 1, xcoords, ycoords) and ``validation.json``
+    into ``out_dir`` (relative to ``root``); ``object_npz`` is relative to the working directory. Finished
+    inputs made from another object are replaced only with ``force`` (see :func:`inputs_change`).
     """
-    out = Path(out_dir)
+    out = Path(root) / out_dir
     key = step_key(design, {"object_npz": object_npz})
-    if (done := reusable(out / "validation.json", key)) is not None:
+    if (done := reusable(out / INPUTS.name, key, root)) is not None:
         return done | {"reused": True}
+    if not force and (reason := inputs_change(design, out_dir, object_npz, root=root)) is not None:
+        raise ValueError(f"{reason}; pass --force (force=True) to replace them")
     n_px, sim = design.patch_size_px, design.simulation
     if object_npz is not None:
         obj, probe = load_object_probe(object_npz)
@@ -131,16 +205,21 @@ def prepare_inputs(design: StudyDesign, out_dir: PathLike, object_npz: PathLike 
         {"check": "K ≥ C and each split ≥ K patterns",
          "value": f"K={design.neighbor_count}, C={design.group_size}"},
     ]
-    return _finish(out / "validation.json", {
-        "key": key, "files": [str(base)], "base_npz": str(base), "checks": checks, "n_patterns": len(x),
+    base_npz = run_relative(base, root)
+    return _finish(out / INPUTS.name, {
+        "key": key, "files": [base_npz], "base_npz": base_npz, "checks": checks, "n_patterns": len(x),
         "n_train": len(split.train), "n_test": len(split.test), "y_cut_px": split.y_cut_px})
 
 
-def generate_dose(design: StudyDesign, base_npz: PathLike, dose: float, out_dir: PathLike) -> dict[str, Any]:
-    """Phase C for one dose: simulate → canonicalise → split on y → group → validate; writes train/test NPZs."""
-    out = Path(out_dir)
+def generate_dose(design: StudyDesign, base_npz: PathLike, dose: float, out_dir: PathLike, *,
+                  root: PathLike) -> dict[str, Any]:
+    """Phase C for one dose: simulate → canonicalise → split on y → group → validate; writes train/test NPZs.
+
+    ``base_npz`` and ``out_dir`` are relative to the run folder ``root`` (or absolute).
+    """
+    out, base_npz = Path(root) / out_dir, Path(root) / base_npz
     key = step_key(design, {"base": base_npz}, dose=dose)
-    if (done := reusable(out / "dataset_record.json", key)) is not None:
+    if (done := reusable(out / "dataset_record.json", key, root)) is not None:
         return done | {"reused": True}
     with np.load(base_npz) as base:
         obj, probe, x, y = base["objectGuess"], base["probeGuess"], base["xcoords"], base["ycoords"]
@@ -160,23 +239,24 @@ def generate_dose(design: StudyDesign, base_npz: PathLike, dose: float, out_dir:
     record["split_gap_px"] = check_split_disjoint(parts["train"], parts["test"], source=str(out))
     for part, data in parts.items():
         path = save_dataset(out / f"{part}.npz", data)
-        record[part] = {"path": str(path), "n_patterns": len(data["xcoords"]),
+        record[part] = {"path": run_relative(path, root), "n_patterns": len(data["xcoords"]),
                         "n_groups": len(data["group_indices"]), "sha256": sha256_file(path)}
-        record["files"].append(str(path))
+        record["files"].append(record[part]["path"])
     return _finish(out / "dataset_record.json", record)
 
 
 def make_view(design: StudyDesign, dose: float, split_npz: Mapping[str, PathLike], view: str,
-              out_dir: PathLike) -> dict[str, Any]:
+              out_dir: PathLike, *, root: PathLike) -> dict[str, Any]:
     """Phase D for one dose and view: spacing filter on each split's groups, view NPZs, spacing stats and plot.
 
     Returns the ``metrics_bundle.json`` record; a split keeping fewer than ``design.min_groups`` groups makes
-    the view ``skipped`` with the reason, and no view datasets are written.
+    the view ``skipped`` with the reason, and no view datasets are written. Paths are relative to ``root``.
     """
-    out = Path(out_dir)
+    out = Path(root) / out_dir
+    split_npz = {part: Path(root) / path for part, path in split_npz.items()}
     spacing = design.spacing_px(view)
-    key = step_key(design, dict(split_npz), dose=dose, view=view)
-    if (done := reusable(out / "metrics_bundle.json", key)) is not None:
+    key = step_key(design, split_npz, dose=dose, view=view)
+    if (done := reusable(out / "metrics_bundle.json", key, root)) is not None:
         return done | {"reused": True}
     bundle: dict[str, Any] = {"key": key, "dose": float(dose), "view": view, "status": "ok", "reason": None,
                               "overlap_fraction": design.overlap_views[view], "min_spacing_px": spacing, "files": []}
@@ -189,8 +269,8 @@ def make_view(design: StudyDesign, dose: float, split_npz: Mapping[str, PathLike
         stats_path = out / f"spacing_{part}.json"
         atomic_write_json(stats_path, stats)
         loaded[part], kept_by_part[part] = arrays, kept
-        bundle[part] = {"spacing_stats_path": str(stats_path), "output_path": None, **stats}
-        bundle["files"].append(str(stats_path))
+        bundle[part] = {"spacing_stats_path": run_relative(stats_path, root), "output_path": None, **stats}
+        bundle["files"].append(bundle[part]["spacing_stats_path"])
         if len(kept) < design.min_groups and bundle["status"] == "ok":
             bundle["status"] = "skipped"
             bundle["reason"] = (f"{part} split keeps {len(kept)} of {len(arrays['group_centers'])} groups at "
@@ -198,13 +278,13 @@ def make_view(design: StudyDesign, dose: float, split_npz: Mapping[str, PathLike
     figure = plots.spacing_figure({p: (loaded[p]["group_centers"], kept_by_part[p]) for p in loaded}, spacing,
                                   f"{dose_label(dose)} {view}: S = (1 − {design.overlap_views[view]})·"
                                   f"{design.patch_size_px} = {spacing:.1f} px")
-    bundle["spacing_plot"] = str(save_figure(figure, out / "spacing.png"))
+    bundle["spacing_plot"] = run_relative(save_figure(figure, out / "spacing.png"), root)
     bundle["files"].append(bundle["spacing_plot"])
     if bundle["status"] == "ok":
         for part, arrays in loaded.items():
             path = save_dataset(out / f"{view}_{part}.npz", select_groups(arrays, kept_by_part[part], spacing))
-            bundle[part]["output_path"] = str(path)
-            bundle["files"].append(str(path))
+            bundle[part]["output_path"] = run_relative(path, root)
+            bundle["files"].append(bundle[part]["output_path"])
     return _finish(out / "metrics_bundle.json", bundle)
 
 
@@ -217,14 +297,19 @@ def illuminated_box(probe: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def reconstruct(design: StudyDesign, dataset_npz: PathLike, out_dir: PathLike, title: str, *,
-                threads: int | None = None, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-    """Phase F for one test split: LSQML, quality against the ground truth on the lit region, files and plots."""
-    out = Path(out_dir)
+def reconstruct(design: StudyDesign, dataset_npz: PathLike, out_dir: PathLike, title: str, *, root: PathLike,
+                threads: int | None = None, device: Device = Device.AUTO,
+                on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Phase F for one test split: LSQML, quality against the ground truth on the lit region, files and plots.
+
+    ``dataset_npz`` and ``out_dir`` are relative to the run folder ``root`` (or absolute). ``threads`` and
+    ``device`` change speed, not the algorithm, so a finished record is reused whatever they are.
+    """
+    out, dataset_npz = Path(root) / out_dir, Path(root) / dataset_npz
     options = LSQMLOptions(epochs=design.lsqml_epochs, batch_size=design.lsqml_batch_size,
-                           seed=design.seed_subsampling, threads=threads)
-    key = step_key(design, {"dataset": dataset_npz}, lsqml=options.model_dump(exclude={"threads"}))
-    if (done := reusable(out / "lsqml_record.json", key)) is not None:
+                           seed=design.seed_subsampling, threads=threads, device=device)
+    key = step_key(design, {"dataset": dataset_npz}, lsqml=options.model_dump(exclude={"threads", "device"}))
+    if (done := reusable(out / "lsqml_record.json", key, root)) is not None:
         return done | {"reused": True}
     data = load_dataset(dataset_npz)
     result = run_lsqml(data["diffraction"], data["probeGuess"], data["xcoords"], data["ycoords"], options,
@@ -246,9 +331,10 @@ def reconstruct(design: StudyDesign, dataset_npz: PathLike, out_dir: PathLike, t
     summary = {"phase_ms_ssim": quality["phase"]["ms_ssim"], "phase_pearson": quality["phase"]["pearson"],
                "amplitude_ms_ssim": quality["amplitude"]["ms_ssim"], "frc_resolution_px": quality["frc"]["resolution_px"],
                "ms_ssim_scales": quality["phase"]["ms_ssim_scales"]}
-    files = [str(p) for p in (npz, metrics_path, loss_png, image_png)]
+    files = [run_relative(p, root) for p in (npz, metrics_path, loss_png, image_png)]
     return _finish(out / "lsqml_record.json", {
-        "key": key, "title": title, "dataset": str(dataset_npz), "n_patterns": len(data["xcoords"]),
-        "epochs": options.epochs, "seconds": result.seconds, "seconds_per_epoch": result.seconds / options.epochs,
+        "key": key, "title": title, "dataset": run_relative(dataset_npz, root), "n_patterns": len(data["xcoords"]),
+        "epochs": options.epochs, "batch_size": options.batch_size, "device": result.device,
+        "seconds": result.seconds, "seconds_per_epoch": result.seconds / options.epochs,
         "final_loss": float(result.loss[-1]), "region_yx": [y0, y1, x0, x1], **summary,
         "lsqml_npz": files[0], "metrics_json": files[1], "loss_png": files[2], "image_png": files[3], "files": files})

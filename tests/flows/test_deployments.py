@@ -13,6 +13,7 @@ REPO = Path(__file__).parents[2]
 
 
 def test_served_deployments_have_forms_and_valid_parameters() -> None:
+    from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.callables import parameter_schema
 
     from deployments.serve_all import FLIGHT_CHECK_EVERY, build_deployments
@@ -32,7 +33,11 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     assert "baseline_runs" in study_form["definitions"]["ProposerOptions"]["properties"]
     check = deployments["ici-flight-check"]
     assert check.schedules[0].schedule.interval == FLIGHT_CHECK_EVERY
-    assert check.parameters == {"run_root": "runs/flight-check/ici", "n_events": 4, "max_iterations": 2}
+    assert check.parameters == {"parent": "runs/flight-check/ici"}
+    assert check.entrypoint == "flows/ici_flight_check.py:ici_flight_check"
+    check_form = parameter_schema(load_flow_from_entrypoint(str(REPO / check.entrypoint))).model_dump()
+    assert {"min_index_rate", "max_centre_error_mm", "keep_runs"} <= set(
+        check_form["definitions"]["FlightCheckOptions"]["properties"])
 
 
 def test_prefect_yaml_entrypoints_load_and_parameters_validate() -> None:

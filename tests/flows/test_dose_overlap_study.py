@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ptylib.io.manifest import read_manifest, sha256_file
@@ -31,6 +33,11 @@ def _artifact_keys() -> set[str]:
     return asyncio.run(read())
 
 
+def _mentions(root: Path, text: str) -> list[Path]:
+    """The JSON files under ``root`` whose text contains ``text``."""
+    return [p for p in root.rglob("*.json") if text in p.read_text()]
+
+
 def test_smoke_study_end_to_end(tmp_path: Path) -> None:
     from flows.dose_overlap_study import dose_overlap_study
 
@@ -49,7 +56,7 @@ def test_smoke_study_end_to_end(tmp_path: Path) -> None:
         assert record["mean_counts_per_pattern"] == pytest.approx(record["dose"], rel=0.05)
         assert record["split_gap_px"] >= 0
         for part in ("train", "test"):
-            assert sha256_file(record[part]["path"]) == record[part]["sha256"]
+            assert sha256_file(root / record[part]["path"]) == record[part]["sha256"]
             assert record[part]["n_patterns"] == 192 and record[part]["n_groups"] == 192
 
     views = _json(root / "phase_d" / "views_manifest.json")
@@ -58,11 +65,12 @@ def test_smoke_study_end_to_end(tmp_path: Path) -> None:
     for dose in (1e3, 1e5):
         dense, sparse = status[(dose, "dense")], status[(dose, "sparse")]
         assert dense["status"] == "ok" and dense["test"]["kept_min_nn_px"] >= 9.6
-        assert len(load_dataset(dense["test"]["output_path"])["group_indices"]) == dense["test"]["n_kept"] >= 6
+        assert len(load_dataset(root / dense["test"]["output_path"])["group_indices"]) == dense["test"]["n_kept"] >= 6
         assert sparse["status"] == "skipped" and "fewer than min_groups = 6" in sparse["reason"]
-        assert Path(sparse["spacing_plot"]).is_file()
+        assert (root / sparse["spacing_plot"]).is_file()
         bundle = _json(root / "phase_d" / study.dose_label(dose) / "dense" / "metrics_bundle.json")
-        assert Path(bundle["train"]["spacing_stats_path"]).is_file() and Path(bundle["test"]["output_path"]).is_file()
+        assert (root / bundle["train"]["spacing_stats_path"]).is_file()
+        assert (root / bundle["test"]["output_path"]).is_file()
     assert len(views["skipped"]) == 2
 
     lsqml = _json(root / "phase_f" / "lsqml_manifest.json")
@@ -74,11 +82,14 @@ def test_smoke_study_end_to_end(tmp_path: Path) -> None:
         assert quality[(1e5, target)]["phase_ms_ssim"] > quality[(1e3, target)]["phase_ms_ssim"]
     for record in quality.values():
         assert record["epochs"] == design.lsqml_epochs and record["final_loss"] > 0
-        assert all(Path(p).stat().st_size > 0 for p in record["files"])
+        assert all((root / p).stat().st_size > 0 for p in record["files"])
 
     manifest = read_manifest(root)
     assert manifest["pipeline"] == "dose_overlap_study" and manifest["seeds"]["grouping"] == 123
-    assert set(manifest["outputs"]) == set("ABCDF")
+    assert manifest["outputs"] == {"A": "phase_a/design.json", "B": "phase_b/validation.json",
+                                   "C": "phase_c/run_manifest.json", "D": "phase_d/views_manifest.json",
+                                   "F": "phase_f/lsqml_manifest.json"}
+    assert not _mentions(root, str(root))  # every record points inside the folder, relative to it
     assert {"study-design", "study-validation", "study-datasets", "study-views", "study-spacing", "study-lsqml",
             "study-lsqml-figures"} <= _artifact_keys()
 
@@ -110,7 +121,7 @@ def test_failed_phase_keeps_earlier_outputs_and_resumes(tmp_path: Path, monkeypa
     assert {p: (sha256_file(p), p.stat().st_mtime_ns) for p in phase_c} == before
     assert (root / "phase_d" / "views_manifest.json").is_file()
     again = dose_overlap_study(run_dir=str(root), profile="smoke", phases="ABCD")
-    assert all(d["reused"] for d in _json(Path(again["outputs"]["C"]))["doses"]) and len(datasets) == 2
+    assert all(d["reused"] for d in _json(root / again["outputs"]["C"])["doses"]) and len(datasets) == 2
 
 
 def test_phases_refuse_missing_inputs_and_a_changed_design(tmp_path: Path) -> None:
@@ -123,3 +134,51 @@ def test_phases_refuse_missing_inputs_and_a_changed_design(tmp_path: Path) -> No
         design_phase(run_dir=str(tmp_path / "s"), profile="small")
     with pytest.raises(ValueError, match="phases must be letters of ABCDF"):
         dose_overlap_study(run_dir=str(tmp_path / "s"), profile="smoke", phases="AE")
+
+
+def test_invalid_design_is_never_written(tmp_path: Path) -> None:
+    from flows.dose_overlap_study import design_phase
+
+    bad = StudyDesign.for_profile("smoke").model_copy(update={"doses": (0.0, 1e3)})  # model_copy skips validation
+    with pytest.raises(ValueError, match="invalid study design not written: doses: .*must be positive"):
+        study.save_design(bad, tmp_path / "design.json")
+    assert not (tmp_path / "design.json").exists()
+    with pytest.raises(Exception, match="doses"):
+        design_phase(run_dir=str(tmp_path / "s"), design=bad)
+    assert not (tmp_path / "s" / "phase_a" / "design.json").exists()
+
+
+def test_copied_run_folder_is_self_contained_and_inputs_are_not_silently_replaced(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.dose_overlap_study import dose_overlap_study
+    from flows.study_cli import add_study_arguments
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    dose_overlap_study(run_dir=str(original), profile="smoke", phases="ABCD")
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)  # a copy that still pointed into the original would now fail or rebuild
+    result = dose_overlap_study(run_dir=str(copy), profile="smoke", phases="ABCD")
+    assert all(d["reused"] for d in _json(copy / result["outputs"]["C"])["doses"])
+    assert all(v["reused"] for v in _json(copy / result["outputs"]["D"])["views"])
+    assert not _mentions(copy, str(original)) and not original.exists()
+
+    obj = np.exp(0.3j * np.random.default_rng(0).random((128, 128))).astype(np.complex64)
+    np.savez(tmp_path / "real.npz", objectGuess=obj, probeGuess=load_dataset(copy / "phase_c/dose_1000/test.npz")["probeGuess"])
+    phase_files = {p: sha256_file(p) for p in copy.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    parser = argparse.ArgumentParser()
+    add_study_arguments(parser.add_subparsers(dest="command"))
+    run = ["study", "generate", "--profile", "smoke", "--run-dir", str(copy), "--object-npz", str(tmp_path / "real.npz")]
+    args = parser.parse_args(run)
+    assert args.handler(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds inputs made from synthetic fly64-like" in error
+    assert "phase_b, phase_c, phase_d" in error and "--force" in error
+    with pytest.raises(ValueError, match="real.npz would replace them .*pass --force"):
+        dose_overlap_study(run_dir=str(copy), profile="smoke", object_npz=str(tmp_path / "real.npz"), phases="AB")
+    assert {p: sha256_file(p) for p in phase_files} == phase_files  # nothing replaced
+
+    args = parser.parse_args([*run, "--force"])
+    assert args.handler(args) == 0
+    checks = {c["check"]: c["value"] for c in _json(copy / "phase_b" / "validation.json")["checks"]}
+    assert checks["object source"] == str(tmp_path / "real.npz")
+    assert sha256_file(copy / "phase_c/dose_1000/test.npz") != phase_files[copy / "phase_c/dose_1000/test.npz"]

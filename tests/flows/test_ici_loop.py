@@ -1,13 +1,11 @@
-"""The ICI loop flow end to end with the stand-in indexamajig: convergence, artifacts, resume, locking."""
+"""The ICI loop flow end to end with the stand-in indexamajig: convergence, artifacts, locking (kills: test_ici_kills.py)."""
 
 from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +13,10 @@ import pytest
 
 from flows.ici_demo import standin_indexamajig
 from ptylib.ici.backends import CrystfelOptions
-from ptylib.ici.ledger import read_ledger
-from ptylib.ici.model import LEDGER_NAME
-from ptylib.ici.report import best_centres
-from ptylib.ici.synthetic import make_synthetic_run
+from ptylib.ici.report.final import best_centres
+from ptylib.ici.runroot.layout import LEDGER_NAME
+from ptylib.ici.runroot.ledger import read_ledger
+from ptylib.ici.synthetic.dataset import make_synthetic_run
 
 pytestmark = [pytest.mark.prefect_test, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 REPO = Path(__file__).parents[2]
@@ -87,26 +85,6 @@ def _env() -> dict[str, str]:
 
     # Subprocesses talk to the harness' server instead of starting their own.
     return {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-
-
-def test_killed_run_resumes_to_the_same_ledger(synthetic, tmp_path: Path) -> None:
-    data, indexamajig = synthetic
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    subprocess.run(_cli(whole, data, indexamajig, 3), cwd=REPO, env=_env(), check=True, capture_output=True)
-
-    proc = subprocess.Popen(_cli(resumed, data, indexamajig, 3), cwd=REPO, env=_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = resumed / "run_001" / "event_000003" / ".event_complete"
-    deadline = time.monotonic() + 240
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the flow and every indexing job of the iteration
-    proc.wait()
-    assert marker.exists(), "the run ended before it could be killed mid-iteration"
-    assert not (resumed / "run_001" / "chunk_metrics_001.csv").exists()
-
-    subprocess.run(_cli(resumed, data, indexamajig, 3), cwd=REPO, env=_env(), check=True, capture_output=True)
-    assert (resumed / LEDGER_NAME).read_bytes() == (whole / LEDGER_NAME).read_bytes()
 
 
 def test_second_run_on_a_locked_root_is_refused(synthetic, tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ptylib.ici.ledger import read_ledger
-from ptylib.ici.model import LEDGER_NAME
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.synthetic import read_truth
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.runroot.layout import LEDGER_NAME
+from ptylib.ici.runroot.ledger import read_ledger
+from ptylib.ici.synthetic.dataset import read_truth
 
 pytestmark = [pytest.mark.prefect_test, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

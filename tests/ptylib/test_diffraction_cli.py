@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,27 @@ def test_refine_arguments_map_onto_refinement_options() -> None:
     assert options.robust and options.iterations == 7 and options.learning_rate == 0.1
     assert options.start_misset_deg == (1.0, -1.0, 0.5) and options.true_mosaic_deg == 0.6
     assert options.true_misset_deg == (5.0, 3.0, -2.0) and options.start_mosaic_deg == 0.2
+
+
+def test_refine_defaults_to_robust_mode_and_plain_selects_the_seed_adam() -> None:
+    assert refinement_options_from_args(_parse([], add=add_refine_arguments)).robust
+    assert not refinement_options_from_args(_parse(["--plain"], add=add_refine_arguments)).robust
+    with pytest.raises(SystemExit):
+        _parse(["--plain", "--robust"], add=add_refine_arguments)
+
+
+def test_refine_out_dir_gets_history_result_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ptylib.diffraction.cli import run_refine
+
+    out = tmp_path / "run"
+    code = run_refine(_parse(["--plain", "--iterations", "3", "--threads", "1", "--out-dir", str(out)],
+                             add=add_refine_arguments))
+    assert code == 1  # three Adam steps cannot meet the seed's criteria: a failing exit code
+    written = {p.name: p.stat().st_size for p in out.iterdir()}
+    assert set(written) == {"history.json", "history.csv", "images.npz", "result.json", "loss.png",
+                            "parameters.png", "images.png"} and min(written.values()) > 0
+    assert json.loads((out / "result.json").read_text())["mode"] == "plain Adam"
+    assert f"wrote {out / 'loss.png'}" in capsys.readouterr().out
 
 
 def test_parsing_imports_neither_torch_nor_pydantic() -> None:

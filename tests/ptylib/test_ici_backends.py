@@ -24,10 +24,15 @@ from ptylib.ici.backends import (
     make_backend,
 )
 from ptylib.ici.backends.base import EVENT_MARKER, parse_stream_part
-from ptylib.ici.backends.crystfel import DET_SHIFT_X_PATH, DET_SHIFT_Y_PATH, geometry_path, overlay_path
+from ptylib.ici.backends.crystfel import (
+    DET_SHIFT_X_PATH,
+    DET_SHIFT_Y_PATH,
+    geometry_path,
+    overlay_path,
+)
 from ptylib.ici.model import EventKey, IciInputError
 from ptylib.ici.runner import run_event_batch
-from ptylib.ici.synthetic import SyntheticRun, make_synthetic_run
+from ptylib.ici.synthetic.dataset import SyntheticRun, make_synthetic_run
 
 REPO = Path(__file__).resolve().parents[2]
 STAND_IN = REPO / "tests" / "fixtures" / "bin" / "indexamajig"

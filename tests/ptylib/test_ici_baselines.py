@@ -8,17 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from ptylib.ici.baselines import (
+from ptylib.ici.model import EventHistory, EventKey, Proposal
+from ptylib.ici.proposer.baselines import (
     DONE_BUDGET,
     REASON_RANDOM,
     REASON_SPIRAL,
     spiral_offsets_mm,
 )
-from ptylib.ici.model import EventHistory, EventKey, Proposal
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_many
-from ptylib.ici.step2 import DXDY_MISSING_FILE
-from ptylib.ici.study import answer_after, error_curve_mm, strategy_figures
+from ptylib.ici.proposer.dxdy import DXDY_MISSING_FILE
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_many
+from ptylib.ici.report.study import answer_after, error_curve_mm, strategy_figures
 
 
 def _no_dxdy(key: EventKey, run_n: int):

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from ptylib.ici.cli import build_parser, main, options_from_args
-from ptylib.ici.ledger import format_ledger, read_ledger
-from ptylib.ici.model import LEDGER_NAME, EventHistory, EventKey, LedgerRow
-from ptylib.ici.options import ProposerOptions
+from ptylib.ici.model import EventHistory, EventKey, LedgerRow
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.runroot.layout import LEDGER_NAME
+from ptylib.ici.runroot.ledger import format_ledger, read_ledger
+from ptylib.io.lock import LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("prefect", "torch", "tensorflow")
@@ -84,7 +86,8 @@ def test_corrupt_sidecar_is_one_error_line(tmp_path: Path, capsys: pytest.Captur
     assert main(["propose", "--run-root", str(root)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "image_run_state.json" in err and err.count("\n") == 1
-    assert {p.name: p.read_bytes() for p in root.iterdir()} == before
+    # Only the lock file that propose takes may be new.
+    assert {p.name: p.read_bytes() for p in root.iterdir() if p.name != LOCK_NAME} == before
 
 
 def test_bad_ledger_is_one_error_line_without_traceback(tmp_path: Path) -> None:
@@ -98,7 +101,7 @@ def test_bad_ledger_is_one_error_line_without_traceback(tmp_path: Path) -> None:
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
     assert "line 3" in done.stderr and "det_shift_x_mm" in done.stderr
     assert (root / LEDGER_NAME).read_text() == bad
-    assert sorted(p.name for p in root.iterdir()) == [LEDGER_NAME]
+    assert sorted(p.name for p in root.iterdir()) == [LOCK_NAME, LEDGER_NAME]
 
 
 def _heavy_modules_after(code: str) -> list[str]:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from ptylib.ici.backends import BackendName, DialsBackend, DialsNotFoundError, DialsOptions, EventJob, make_backend
+from ptylib.ici.backends import (
+    BackendName,
+    DialsBackend,
+    DialsNotFoundError,
+    DialsOptions,
+    EventJob,
+    make_backend,
+)
 from ptylib.ici.backends.base import STDERR_NAME
 from ptylib.ici.backends.dials import DialsMode, event_image
 from ptylib.ici.backends.dials_worker import (
@@ -22,13 +28,10 @@ from ptylib.ici.backends.dials_worker import (
 )
 from ptylib.ici.model import EventKey
 from ptylib.ici.runner import collect_run, concatenate_streams, run_event_batch
-from ptylib.ici.step2 import event_dir
+from ptylib.ici.runroot.layout import event_dir
 
 LYSOZYME = {"unit_cell": "79.1,79.1,37.9,90,90,90", "space_group": "P43212",
             "image_template": "{h5_dir}/{h5_stem}_{frame:05d}.cbf"}
-HAVE_DIALS = shutil.which("dials.import") is not None
-needs_dials = pytest.mark.skipif(not HAVE_DIALS, reason="DIALS is not installed ('dials.import' is not on PATH); "
-                                 "apt-get install -y dials as root")
 
 
 def _fake_interpreter(tmp_path: Path, body: str) -> str:
@@ -116,7 +119,6 @@ def test_timeout_is_not_indexed(tmp_path: Path) -> None:
 
 
 @pytest.mark.dials
-@needs_dials
 def test_unreadable_still_is_not_indexed(tmp_path: Path) -> None:
     (tmp_path / "bad_00001.cbf").write_bytes(b"###CBF: not really\n\x00\x01garbage")
     backend = make_backend("dials", LYSOZYME)
@@ -133,7 +135,7 @@ def test_unreadable_still_is_not_indexed(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def stills(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """Two rendered lysozyme-like stills with known true shifts (the default dataset, made small)."""
-    from ptylib.ici.dials_dataset import make_dials_dataset
+    from ptylib.ici.synthetic.dials_dataset import make_dials_dataset
 
     return make_dials_dataset(tmp_path_factory.mktemp("stills"), events=2, seed=7)
 
@@ -148,7 +150,6 @@ def _run_jobs(backend: DialsBackend, root: Path, jobs: list[EventJob]) -> list:
 
 
 @pytest.mark.dials
-@needs_dials
 def test_still_degrades_as_the_supplied_centre_moves_away(tmp_path: Path, stills) -> None:  # noqa: ANN001
     """Fixed mode: indexed at the true centre, RMSD growing with the offset, not indexed at 0.5 mm."""
     backend = make_backend("dials", {**stills.dials_options, "mode": "fixed"})
@@ -167,16 +168,15 @@ def test_still_degrades_as_the_supplied_centre_moves_away(tmp_path: Path, stills
 
 
 @pytest.mark.dials
-@needs_dials
 def test_refine_mode_outputs_feed_the_ledger_and_step2(tmp_path: Path, stills) -> None:  # noqa: ANN001
     """Refine mode from 0.2 mm off: indexed, dx/dy pointing at the true centre, ingested and proposed from."""
-    from ptylib.ici.ingest import ingest_run
-    from ptylib.ici.ledger import read_ledger
-    from ptylib.ici.model import LEDGER_NAME
-    from ptylib.ici.options import ProposerOptions
-    from ptylib.ici.propose_run import propose_run_root
-    from ptylib.ici.step2 import read_dxdy
-    from ptylib.ici.stream import parse_stream
+    from ptylib.ici.backends.stream import parse_stream
+    from ptylib.ici.proposer.dxdy import read_dxdy
+    from ptylib.ici.proposer.options import ProposerOptions
+    from ptylib.ici.proposer.propose import propose_run_root
+    from ptylib.ici.runroot.ingest import ingest_run
+    from ptylib.ici.runroot.layout import LEDGER_NAME
+    from ptylib.ici.runroot.ledger import read_ledger
 
     backend = make_backend("dials", stills.dials_options)
     keys = [EventKey(str(stills.h5_path), e) for e in (0, 1)]
@@ -217,7 +217,6 @@ def _processes_in(directory: Path) -> list[int]:
 
 
 @pytest.mark.dials
-@needs_dials
 @pytest.mark.parametrize("persistent", [True, False])
 def test_timed_out_still_leaves_no_dials_process(tmp_path: Path, stills, persistent: bool) -> None:  # noqa: ANN001
     backend = make_backend("dials", {**stills.dials_options, "persistent": persistent})

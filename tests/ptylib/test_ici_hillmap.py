@@ -8,12 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from ici_reference import propose_event
 
-from ptylib.ici import hillmap
 from ptylib.ici.model import EventHistory, EventKey, Proposal
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_event, propose_many
-from ptylib.ici.rng import event_stream
+from ptylib.ici.proposer import hillmap
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_many
+from ptylib.ici.proposer.rng import event_stream
 
 Trial = tuple[float, float, float | None]
 

@@ -1,4 +1,4 @@
-"""Tests of chunk metrics, idempotent ingest and the JSON sidecar (ptylib.ici.ingest, ptylib.ici.state)."""
+"""Tests of chunk metrics, idempotent ingest and the JSON sidecar (ptylib.ici.runroot.ingest, ptylib.ici.runroot.sidecar)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ici_reference import format_state, state_from_ledger, write_ledger, write_state
 
-from ptylib.ici import commit
-from ptylib.ici.ingest import (
-    chunk_metrics_path,
-    ingest_chunk_metrics,
-    ingest_run,
-    read_chunk_metrics,
-    run_directory,
-    write_chunk_metrics,
-)
-from ptylib.ici.ledger import format_ledger, read_ledger, write_ledger
 from ptylib.ici.model import (
     CHUNK_METRICS_HEADER,
-    LEDGER_NAME,
-    STATE_NAME,
     ChunkMetric,
     EventHistory,
     EventKey,
@@ -32,17 +21,29 @@ from ptylib.ici.model import (
     LedgerRow,
     Proposal,
 )
-from ptylib.ici.state import (
+from ptylib.ici.runroot import commit
+from ptylib.ici.runroot.ingest import (
+    ingest_chunk_metrics,
+    ingest_run,
+    read_chunk_metrics,
+    write_chunk_metrics,
+)
+from ptylib.ici.runroot.layout import (
+    LEDGER_NAME,
+    STATE_NAME,
+    chunk_metrics_path,
+    run_directory,
+)
+from ptylib.ici.runroot.ledger import format_ledger, read_ledger
+from ptylib.ici.runroot.sidecar import (
     EventState,
-    ProposalRecord,
+    ProposalEntry,
     RunState,
     TrialRecord,
     format_ledger_and_state,
-    format_state,
     read_state,
-    state_from_ledger,
-    write_state,
 )
+from ptylib.io.lock import LOCK_NAME
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ici"
 A, B, C = EventKey("/data/a.h5", 0), EventKey("/data/a.h5", 1), EventKey("/data/b c.h5", 5)
@@ -54,7 +55,9 @@ def metric(key: EventKey, x: float, y: float, indexed: bool, wrmsd: float | None
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes but the run root's lock file (ingest takes the lock, which creates it)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+            and p.name != LOCK_NAME}
 
 
 # ----------------------------------------------------------------------------- chunk metrics files
@@ -203,7 +206,7 @@ def test_ingest_run_writes_ledger_and_state(tmp_path: Path) -> None:
     histories[A].rows[-1].proposal = Proposal(0.01, 0.02, "step1_hillmap_pure_exploration")
     histories[B].rows[-1].proposal = Proposal(None, None, "done_stability")
     write_ledger(tmp_path / LEDGER_NAME, histories)
-    state.events[A].proposal_history.append(ProposalRecord(1, 0.01, 0.02, "step1_hillmap_pure_exploration"))
+    state.events[A].proposal_history.append(ProposalEntry(1, Proposal(0.01, 0.02, "step1_hillmap_pure_exploration")))
     write_state(tmp_path / STATE_NAME, state)
 
     make_run(tmp_path, 1, [metric(A, 0.01, 0.02, True, math.inf), metric(C, 0.0, 0.0, True, 1.1)])
@@ -217,7 +220,7 @@ def test_ingest_run_writes_ledger_and_state(tmp_path: Path) -> None:
     state = read_state(tmp_path / STATE_NAME)
     assert state.last_global_run == 1
     assert state.events[A].trials[1] == TrialRecord(1, 0.01, 0.02, math.inf, False)
-    assert state.events[A].proposal_history == [ProposalRecord(1, 0.01, 0.02, "step1_hillmap_pure_exploration")]
+    assert state.events[A].proposal_history == [ProposalEntry(1, Proposal(0.01, 0.02, "step1_hillmap_pure_exploration"))]
     assert list(state.events) == [A, B, C]
 
 
@@ -304,9 +307,9 @@ def _state() -> RunState:
         {
             A: EventState([TrialRecord(0, 0.0, -0.0, None, False), TrialRecord(1, 0.01, 1e-300, math.inf, False),
                            TrialRecord(2, 0.1 + 0.2, -0.02, 0.5, True)],
-                          [ProposalRecord(1, 0.01, 1e-300, "step1_x"), ProposalRecord(3, None, None, "done_noimprove")],
+                          [ProposalEntry(1, Proposal(0.01, 1e-300, "step1_x")), ProposalEntry(3, Proposal(None, None, "done_noimprove"))],
                           True),
-            EventKey("/odd//path.h5", 3): EventState([], [ProposalRecord(0, 0.0, 0.0, 'quote " back\\slash')], False),
+            EventKey("/odd//path.h5", 3): EventState([], [ProposalEntry(0, Proposal(0.0, 0.0, 'quote " back\\slash'))], False),
         },
         last_global_run=2,
     )
@@ -326,7 +329,7 @@ def test_state_round_trip_and_valid_json(tmp_path: Path) -> None:
     assert document["last_global_run"] == 2
     assert [t["wrmsd"] for t in event["trials"]] == [None, "inf", 0.5]
     assert event["proposal_history"][1] == {"next_run_n": 3, "dx_mm": None, "dy_mm": None, "reason": "done_noimprove"}
-    assert read_state(path).events[A].proposal_history[1].is_done
+    assert read_state(path).events[A].proposal_history[1].proposal.is_done
 
 
 def test_missing_state_is_empty(tmp_path: Path) -> None:
@@ -371,7 +374,7 @@ def test_corrupt_state_names_line(tmp_path: Path) -> None:
 def test_state_from_ledger_keeps_proposal_history() -> None:
     histories = read_ledger(FIXTURES / "ledger_seed_form.csv")
     ev0, ev12 = EventKey("/data/lyso/lyso_001.h5", 0), EventKey("/data/beam time/lyso_002.h5", 12)
-    record = ProposalRecord(1, 0.0123, -0.0045, "step1_hillmap_pure_exploration")
+    record = ProposalEntry(1, Proposal(0.0123, -0.0045, "step1_hillmap_pure_exploration"))
     previous = RunState({ev0: EventState([], [record], False), EventKey("/gone.h5", 1): EventState([], [], True)},
                         last_global_run=5)
     state = state_from_ledger(histories, previous)
@@ -389,7 +392,7 @@ def test_state_writer_rejects_values_json_cannot_hold(tmp_path: Path) -> None:
     path = tmp_path / STATE_NAME
     for event in (EventState([TrialRecord(0, math.nan, 0.0, None, False)]),
                   EventState([TrialRecord(0, 0.0, 0.0, -math.inf, False)]),
-                  EventState([], [ProposalRecord(1, math.inf, 0.0, "step1_x")])):
+                  EventState([], [ProposalEntry(1, Proposal(math.inf, 0.0, "step1_x"))])):
         with pytest.raises(ValueError):
             write_state(path, RunState({A: event}, 0))
     assert not path.exists()
@@ -402,7 +405,8 @@ def test_state_lines_are_compact_json_as_the_json_module_writes_it() -> None:
     for (key, event), line in zip(state.events.items(), lines[3:-2], strict=True):
         trials = [{"run_n": t.run_n, "det_shift_x_mm": t.det_shift_x_mm, "det_shift_y_mm": t.det_shift_y_mm,
                    "wrmsd": "inf" if t.wrmsd == math.inf else t.wrmsd, "success": t.success} for t in event.trials]
-        history = [{"next_run_n": r.next_run_n, "dx_mm": r.dx_mm, "dy_mm": r.dy_mm, "reason": r.reason}
+        history = [{"next_run_n": r.next_run_n, "dx_mm": r.proposal.dx_mm, "dy_mm": r.proposal.dy_mm,
+                    "reason": r.proposal.reason}
                    for r in event.proposal_history]
         document = {"trials": trials, "proposal_history": history, "ever_indexed": event.ever_indexed}
         assert line.removesuffix(",") == f"{json.dumps(key.label())}: {json.dumps(document, separators=(',', ':'))}"
@@ -413,9 +417,9 @@ def test_ledger_and_state_formatted_together_match_the_separate_writers() -> Non
     ev0 = EventKey("/data/lyso/lyso_001.h5", 0)
     histories[ev0].rows.append(LedgerRow(4, np.float64(-0.0), 1e-300, True, math.nan, Proposal(None, None, "a, b")))
     histories[C] = EventHistory(C)
-    previous = RunState({ev0: EventState([], [ProposalRecord(1, 0.0123, -0.0045, 'q "x"'),
-                                              ProposalRecord(4, None, None, "done_stability")], False),
-                         EventKey("/gone.h5", 1): EventState([], [ProposalRecord(0, 0.0, 0.0, "x")], True)},
+    previous = RunState({ev0: EventState([], [ProposalEntry(1, Proposal(0.0123, -0.0045, 'q "x"')),
+                                              ProposalEntry(4, Proposal(None, None, "done_stability"))], False),
+                         EventKey("/gone.h5", 1): EventState([], [ProposalEntry(0, Proposal(0.0, 0.0, "x"))], True)},
                         last_global_run=9)
     for before in (None, RunState(), previous):
         expected = format_ledger(histories), format_state(state_from_ledger(histories, before))

@@ -1,4 +1,4 @@
-"""Tests of the grouped ledger reader/writer (ptylib.ici.ledger)."""
+"""Tests of the grouped ledger reader/writer (ptylib.ici.runroot.ledger)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ici_reference import write_ledger
 
-from ptylib.ici import ledger
-from ptylib.ici.ledger import (
+from ptylib.ici.model import EventHistory, EventKey, IciInputError, LedgerRow, Proposal
+from ptylib.ici.runroot import ledger
+from ptylib.ici.runroot.ledger import (
     HEADER_LINE,
     format_ledger,
     parse_ledger,
     read_ledger,
-    write_ledger,
 )
-from ptylib.ici.model import EventHistory, EventKey, IciInputError, LedgerRow, Proposal
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ici"
 SEED_FORM = FIXTURES / "ledger_seed_form.csv"

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ici_reference import propose_event
 
-from ptylib.ici.centre_fit import combine_estimates, fit_cone
 from ptylib.ici.cli import build_parser, options_from_args
-from ptylib.ici.ledger import format_ledger, read_ledger
-from ptylib.ici.model import LEDGER_NAME, EventHistory, EventKey, LedgerRow, Proposal
-from ptylib.ici.model_policy import PROBES, estimate_refined_centres
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_event, propose_events, propose_many
-from ptylib.ici.propose_run import propose_run_root
-from ptylib.ici.rng import event_stream
-from ptylib.ici.step2 import DxdyLookup, event_dir
+from ptylib.ici.model import EventHistory, EventKey, LedgerRow, Proposal
+from ptylib.ici.proposer.centre_fit import combine_estimates, fit_cone
+from ptylib.ici.proposer.centre_model import PROBES, estimate_refined_centres
+from ptylib.ici.proposer.dxdy import DxdyLookup
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_events, propose_many
+from ptylib.ici.proposer.propose import propose_run_root
+from ptylib.ici.proposer.rng import event_stream
+from ptylib.ici.runroot.layout import LEDGER_NAME, event_dir
+from ptylib.ici.runroot.ledger import format_ledger, read_ledger
 
 MODEL = ProposerOptions(policy="model")
 FIXED = ProposerOptions(policy="model", step2_algorithm="none")

@@ -8,24 +8,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from ici_reference import make_dxdy_lookup, propose_event
 
-from ptylib.ici import propose_run as propose_run_module
-from ptylib.ici.convergence import done_reason
-from ptylib.ici.ledger import format_ledger, read_ledger
-from ptylib.ici.model import (
-    LEDGER_NAME,
-    STATE_NAME,
-    EventHistory,
-    EventKey,
-    IciInputError,
-    Proposal,
-)
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_event, propose_events
-from ptylib.ici.propose_run import propose_run_root
-from ptylib.ici.rng import event_stream
-from ptylib.ici.state import read_state
-from ptylib.ici.step2 import DxdyLookup, event_dir, make_dxdy_lookup, read_dxdy
+from ptylib.ici.model import EventHistory, EventKey, IciInputError, Proposal
+from ptylib.ici.proposer import propose as propose_run_module
+from ptylib.ici.proposer.done import done_reason
+from ptylib.ici.proposer.dxdy import DxdyLookup, read_dxdy
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_events
+from ptylib.ici.proposer.propose import propose_run_root
+from ptylib.ici.proposer.rng import event_stream
+from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME, event_dir
+from ptylib.ici.runroot.ledger import format_ledger, read_ledger
+from ptylib.ici.runroot.sidecar import read_state
+from ptylib.io.lock import LOCK_NAME
 
 Trial = tuple[float, float, float | None]
 STREAM = event_stream(EventKey("/x.h5", 0), 1, 1337, "test")
@@ -240,7 +236,8 @@ def seed_run_root(root: Path, n: int = 30) -> None:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file()}
+    """Every file's bytes but the run root's lock file (propose takes the lock, which creates it)."""
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file() and p.name != LOCK_NAME}
 
 
 def test_propose_run_root_is_idempotent_and_reacts_to_new_knobs(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import pytest
 
 from ptylib.ici.backends import EventJob, make_backend
 from ptylib.ici.backends.base import EVENT_MARKER
-from ptylib.ici.ingest import chunk_metrics_path, read_chunk_metrics
 from ptylib.ici.model import EventKey
 from ptylib.ici.runner import (
     MISSING_PARTS_NAME,
@@ -23,6 +22,8 @@ from ptylib.ici.runner import (
     run_event_batch,
     run_event_script,
 )
+from ptylib.ici.runroot.ingest import read_chunk_metrics
+from ptylib.ici.runroot.layout import chunk_metrics_path
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "ici" / "recorded_multi.stream"
 

@@ -1,4 +1,4 @@
-"""CrystFEL stream parsing and the wRMSD score (ptylib.ici.stream)."""
+"""CrystFEL stream parsing and the wRMSD score (ptylib.ici.backends.stream)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ptylib.ici.backends.stream import (
+    Peaks,
+    Reflections,
+    chunk_wrmsd,
+    parse_stream,
+    parse_stream_text,
+    wrmsd,
+)
 from ptylib.ici.model import IciInputError
-from ptylib.ici.stream import Peaks, Reflections, chunk_wrmsd, parse_stream, parse_stream_text, wrmsd
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ici"
 RECORDED = FIXTURES / "recorded_multi.stream"

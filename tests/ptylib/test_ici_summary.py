@@ -1,4 +1,4 @@
-"""Tests of the run-root summary (ptylib.ici.summary)."""
+"""Tests of the run-root summary (ptylib.ici.report.summary)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import statistics
 from pathlib import Path
 
 import pytest
+from ici_reference import state_from_ledger, write_state
 
-from ptylib.ici.ledger import read_ledger
-from ptylib.ici.model import LEDGER_NAME, STATE_NAME, EventHistory, EventKey, IciInputError, LedgerRow, Proposal
-from ptylib.ici.state import ProposalRecord, state_from_ledger, write_state
-from ptylib.ici.summary import ValueStats, summarize, summarize_run_root
+from ptylib.ici.model import EventHistory, EventKey, IciInputError, LedgerRow, Proposal
+from ptylib.ici.report.summary import ValueStats, summarize, summarize_run_root
+from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME
+from ptylib.ici.runroot.ledger import read_ledger
+from ptylib.ici.runroot.sidecar import ProposalEntry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ici"
 EV7 = EventKey("/data/lyso/lyso_001.h5", 7)
@@ -42,10 +44,10 @@ def test_summary_of_the_seed_form_ledger() -> None:
 def test_sidecar_supplies_current_proposals_and_done() -> None:
     histories = read_ledger(FIXTURES / "ledger_seed_form.csv")
     state = state_from_ledger(histories, None)
-    state.events[EV7].proposal_history.append(ProposalRecord(4, 0.01, 0.0, "dxdy_damped"))
-    state.events[EV12].proposal_history.append(ProposalRecord(4, None, None, "done_streak"))
+    state.events[EV7].proposal_history.append(ProposalEntry(4, Proposal(0.01, 0.0, "dxdy_damped")))
+    state.events[EV12].proposal_history.append(ProposalEntry(4, Proposal(None, None, "done_streak")))
     stale = EventKey("/data/lyso/lyso_001.h5", 0)
-    state.events[stale].proposal_history.append(ProposalRecord(2, 0.3, 0.3, "model_gp"))  # older than the ledger
+    state.events[stale].proposal_history.append(ProposalEntry(2, Proposal(0.3, 0.3, "model_gp")))  # older than the ledger
     summary = summarize(histories, state)
     assert summary.proposals_by_category == {"step1": 0, "dxdy": 1, "model": 0, "done": 3, "other": 0, "pending": 0}
     assert summary.proposals_by_reason == {"done_noimprove": 1, "done_stability": 1, "done_streak": 1, "dxdy_damped": 1}
@@ -106,7 +108,7 @@ def test_matches_a_plain_python_computation() -> None:
 def test_summarize_run_root(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "ledger_seed_form.csv", tmp_path / LEDGER_NAME)
     state = state_from_ledger(read_ledger(tmp_path / LEDGER_NAME), None)
-    state.events[EV12].proposal_history.append(ProposalRecord(4, None, None, "done_streak"))
+    state.events[EV12].proposal_history.append(ProposalEntry(4, Proposal(None, None, "done_streak")))
     write_state(tmp_path / STATE_NAME, state)
     assert summarize_run_root(tmp_path).n_done == 3
     with pytest.raises(IciInputError, match="no ledger") as info:

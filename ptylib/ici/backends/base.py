@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ptylib.ici.backends.stream import Chunk, chunk_wrmsd, parse_stream
 from ptylib.ici.model import ChunkMetric, EventKey, IciInputError
-from ptylib.ici.step2 import DXDY_NAME
-from ptylib.ici.stream import Chunk, chunk_wrmsd, parse_stream
+from ptylib.ici.runroot.layout import DXDY_NAME
 from ptylib.io.atomic import atomic_write_text
+from ptylib.io.paths import reject_control_characters
 
 EVENT_DONE_TOKEN = "__EVENT_DONE__"
 EVENT_MARKER = ".event_complete"
@@ -74,7 +75,7 @@ class EventOutcome:
 
 @dataclass(frozen=True, kw_only=True)
 class ScoringOptions:
-    """How a stream part is scored by :func:`~ptylib.ici.stream.wrmsd`: match radius (px), outlier cut mean + k·std."""
+    """How a stream part is scored by :func:`~ptylib.ici.backends.stream.wrmsd`: match radius (px), outlier cut mean + k·std."""
 
     match_radius_px: float = 4.0
     outlier_k: float = 3.0
@@ -126,7 +127,12 @@ def stream_part_name(event_index: int) -> str:
 
 
 def write_job_script(job: EventJob, event_dir: Path, command: str, *, title: str) -> Path:
-    """Write ``sh_######.sh`` running bash ``command`` in ``event_dir``: done token at the end, exit code kept."""
+    """Write ``sh_######.sh`` running bash ``command`` in ``event_dir``: done token at the end, exit code kept.
+
+    ValueError, before anything is written, when the source file or ``event_dir`` holds a control character.
+    """
+    reject_control_characters(job.key.h5_path, "h5_path")
+    reject_control_characters(event_dir.resolve(), "event_dir")
     event_dir.mkdir(parents=True, exist_ok=True)
     path = event_dir / script_name(job.event_index)
     text = "\n".join([

@@ -45,6 +45,7 @@ from ptylib.ici.backends.base import (
 )
 from ptylib.ici.model import IciInputError
 from ptylib.io.atomic import atomic_write_bytes, atomic_write_text
+from ptylib.io.paths import reject_control_characters
 
 DET_SHIFT_X_PATH = "/entry/data/det_shift_x_mm"
 DET_SHIFT_Y_PATH = "/entry/data/det_shift_y_mm"
@@ -83,6 +84,9 @@ class CrystfelOptions(ScoringOptions):
         object.__setattr__(self, "extra_args", tuple(str(a) for a in extra))
         if not shlex.split(self.indexamajig):
             raise ValueError("indexamajig must name a command")
+        for name in ("geometry", "cell_file", "indexamajig"):
+            if getattr(self, name) is not None:
+                reject_control_characters(getattr(self, name), name)
         if int(self.threads) < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 

@@ -19,7 +19,7 @@ directory (see that module for the files and their meaning). Two modes, as Cryst
 Success is DIALS' *outputs* passing a gate (indexed fraction of the strong spots ≥
 ``min_indexed_fraction`` and positional RMSD ≤ ``max_rmsd_px``), never its exit code: ``dials.import``
 can exit 0 without writing ``imported.expt`` and ``dials.index`` can exit 0 with a wrong lattice. The
-wRMSD is the project's (:func:`ptylib.ici.stream.wrmsd` on the stream part: strong spots vs predicted
+wRMSD is the project's (:func:`ptylib.ici.backends.stream.wrmsd` on the stream part: strong spots vs predicted
 positions of the indexed reflections, intensity-weighted), so it compares with the CrystFEL path;
 DIALS' own RMSDs are kept beside it in ``dials_summary.json``, the stream part and the result reason.
 
@@ -58,6 +58,7 @@ from ptylib.ici.backends.base import (
     stream_part_name,
     write_job_script,
 )
+from ptylib.io.paths import reject_control_characters
 
 IMAGE_PLACEHOLDERS = ("h5_dir", "h5_stem", "event", "frame")
 INSTALL_HINT = ("install Debian's DIALS as root: apt-get update && DEBIAN_FRONTEND=noninteractive "
@@ -92,8 +93,8 @@ class DialsOptions(ScoringOptions):
     sqrt(RMSD_x² + RMSD_y²), px); ``find_spots_args`` / ``index_args`` are extra PHIL arguments (a
     string is split like a shell line); ``python`` is DIALS' interpreter (default: the one named in
     the ``#!`` line of ``dials.import`` on PATH); ``persistent`` hands each still to a per-user DIALS
-    server process that imports DIALS once (started by the first event, gone after 2 idle minutes;
-    ``False`` imports DIALS in every event's own process).
+    server process that imports DIALS once (started by the first event; it ends after 2 idle minutes
+    or when the last flow it serves ends; ``False`` imports DIALS in every event's own process).
     """
 
     unit_cell: str
@@ -137,6 +138,9 @@ class DialsOptions(ScoringOptions):
             raise ValueError(f"min_indexed_fraction must be in (0, 1], got {self.min_indexed_fraction}")
         if not (math.isfinite(self.max_rmsd_px) and self.max_rmsd_px > 0):
             raise ValueError(f"max_rmsd_px must be a positive number of pixels, got {self.max_rmsd_px}")
+        for name in ("image_template", "python"):
+            if getattr(self, name) is not None:
+                reject_control_characters(getattr(self, name), name)
         object.__setattr__(self, "find_spots_args", _words(self.find_spots_args))
         object.__setattr__(self, "index_args", _words(self.index_args))
 

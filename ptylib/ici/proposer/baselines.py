@@ -10,7 +10,7 @@ nothing from the results: they are what the hillmap and the centre model must be
     event, spread evenly over the disk, the last on its rim.
 ``random`` (reason ``random_point``)
     run ``j`` goes to a point uniform in the disk, ``r = R sqrt(u0)``, ``theta = 2 pi u1``, with
-    ``u0, u1`` from the event's proposal stream (:mod:`ptylib.ici.rng`), so draws do not depend on
+    ``u0, u1`` from the event's proposal stream (:mod:`ptylib.ici.proposer.rng`), so draws do not depend on
     event order.
 
 After B runs the event is DONE with ``done_budget``; its answer is its best-wRMSD centre.
@@ -24,8 +24,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from ptylib.ici.model import EventHistory, EventKey, Proposal
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.rng import event_stream, uniforms
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.rng import event_stream, uniforms
 
 REASON_SPIRAL = "spiral_point"
 REASON_RANDOM = "random_point"

@@ -8,7 +8,7 @@ true centre the study takes, from its ledger:
 * runs to DONE: how many runs the event had when it was DONE (or when the loop stopped);
 * the error of its answer: the distance from its best-wRMSD centre to the true centre (an event
   that never indexed answers with its first centre, the nominal one); in REFINE mode also the
-  error of the combined refined centre (:func:`ptylib.ici.report.refined_centres`);
+  error of the combined refined centre (:func:`ptylib.ici.report.final.refined_centres`);
 * the error curve: the median over events of that error after the first ``n`` runs of each event
   (an event that stopped earlier keeps its final answer), for ``n = 1 ... longest``.
 """

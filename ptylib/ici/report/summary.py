@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ptylib.ici.ledger import gc_paused, read_ledger
-from ptylib.ici.model import LEDGER_NAME, STATE_NAME, EventHistory, EventKey, IciInputError
-from ptylib.ici.state import EventState, RunState, read_state
+from ptylib.ici.model import EventHistory, EventKey, IciInputError
+from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME
+from ptylib.ici.runroot.ledger import gc_paused, read_ledger
+from ptylib.ici.runroot.sidecar import EventState, RunState, read_state
 
 CATEGORIES = ("step1", "dxdy", "model", "done", "other", "pending")
 
@@ -237,9 +238,9 @@ def _current_proposal(history: EventHistory, event_state: EventState | None) -> 
     if last is not None and last.proposal is not None:
         return last.proposal.reason, last.proposal.is_done
     if event_state is not None and event_state.proposal_history:
-        record = event_state.proposal_history[-1]
-        if last is None or record.next_run_n > last.run_n:
-            return record.reason, record.is_done
+        entry = event_state.proposal_history[-1]
+        if last is None or entry.next_run_n > last.run_n:
+            return entry.proposal.reason, entry.proposal.is_done
     return None
 
 

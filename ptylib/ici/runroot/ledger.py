@@ -62,7 +62,6 @@ from ptylib.ici.model import (
     LedgerRow,
     Proposal,
 )
-from ptylib.io.atomic import atomic_write_text
 
 HEADER_LINE = ",".join(LEDGER_HEADER)
 _N_COLUMNS = len(LEDGER_HEADER)
@@ -427,11 +426,6 @@ class FormattedRows:
 def format_ledger(histories: Mapping[EventKey, EventHistory]) -> str:
     """Format event histories as ledger text in our form (header once, LF, no blank lines)."""
     return format_rows(histories).ledger_text()
-
-
-def write_ledger(path: Path, histories: Mapping[EventKey, EventHistory]) -> None:
-    """Write event histories to ``path`` atomically (see :func:`format_ledger`)."""
-    atomic_write_text(path, format_ledger(histories))
 
 
 def format_rows(histories: Mapping[EventKey, EventHistory]) -> FormattedRows:

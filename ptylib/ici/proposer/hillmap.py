@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.rng import uniforms
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.rng import uniforms
 
 STATUS_OK = 0
 STATUS_RELAXED = 1
@@ -52,7 +52,7 @@ class Step1Batch:
 
     ``xy`` (N x 2, mm): every tried centre; ``wrmsd`` (N, px): NaN where the run failed;
     ``counts`` (E,): trials per event (>= 1; the first is the event's first centre);
-    ``keys`` (E x 2, uint64): candidate and selection stream keys (:mod:`ptylib.ici.rng`).
+    ``keys`` (E x 2, uint64): candidate and selection stream keys (:mod:`ptylib.ici.proposer.rng`).
     """
 
     xy: np.ndarray

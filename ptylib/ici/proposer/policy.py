@@ -1,11 +1,11 @@
 """The proposer: dispatch on ``options.policy``, and the seed's hillmap policy (Option A) (mm).
 
-``policy="model"`` runs :mod:`ptylib.ici.model_policy` (which falls back to the hillmap policy
+``policy="model"`` runs :mod:`ptylib.ici.proposer.centre_model` (which falls back to the hillmap policy
 below); ``policy="hillmap"`` runs the seed's switching logic; ``spiral`` and ``random`` are the
-convergence study's baselines (:mod:`ptylib.ici.baselines`). Per event, on its runs in run order:
+convergence study's baselines (:mod:`ptylib.ici.proposer.baselines`). Per event, on its runs in run order:
 
 1. An event already DONE stays DONE (its proposal is returned unchanged).
-2. A DONE rule (:mod:`ptylib.ici.convergence`) that holds ends the search: ``done_*``.
+2. A DONE rule (:mod:`ptylib.ici.proposer.done`) that holds ends the search: ``done_*``.
 3. The last run succeeded (finite wRMSD) and ``step2_algorithm == "dxdy"``: read the dx/dy of that
    run (the event's latest success); ``next = last - damping_factor * (dx, dy)`` with reason
    ``dxdy_damped``. Without a usable dx/dy: Step-1 ``step1_hillmap_wrmsd_sample_fallback_nodxdy``;
@@ -26,20 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ptylib.ici.baselines import propose_baseline
-from ptylib.ici.convergence import DONE_STEP1_EXHAUSTED, done_reason
-from ptylib.ici.hillmap import (
+from ptylib.ici.model import EventHistory, EventKey, Proposal
+from ptylib.ici.proposer.baselines import propose_baseline
+from ptylib.ici.proposer.centre_model import propose_model
+from ptylib.ici.proposer.done import DONE_STEP1_EXHAUSTED, done_reason
+from ptylib.ici.proposer.dxdy import DxdyLookup, run_root_dxdy_lookup
+from ptylib.ici.proposer.hillmap import (
     STATUS_EXHAUSTED,
     STATUS_RELAXED,
     Step1Batch,
     sample_step1,
 )
-from ptylib.ici.ledger import gc_paused
-from ptylib.ici.model import EventHistory, EventKey, Proposal
-from ptylib.ici.model_policy import propose_model
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.rng import EventStream, event_stream
-from ptylib.ici.step2 import DxdyLookup, run_root_dxdy_lookup
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.rng import EventStream, event_stream
+from ptylib.ici.runroot.ledger import gc_paused
 
 REASON_EXPLORE = "step1_hillmap_explore"
 REASON_WEIGHTED = "step1_hillmap_wrmsd_sample"
@@ -101,15 +101,6 @@ def _draw_step1(pending: list[tuple[EventHistory, str, EventStream]], options: P
     return proposals
 
 
-def _hillmap_event(history: EventHistory, options: ProposerOptions, dxdy_lookup: DxdyLookup,
-                   rng: EventStream) -> Proposal:
-    """The hillmap policy's proposal for one event with the streams ``rng``."""
-    decision = _decide(history, options, dxdy_lookup)
-    if isinstance(decision, Proposal):
-        return decision
-    return _draw_step1([(history, decision, rng)], options)[0]
-
-
 def _hillmap_many(histories: Iterable[EventHistory], options: ProposerOptions,
                   dxdy_lookup: DxdyLookup) -> dict[EventKey, Proposal]:
     """The hillmap policy's proposals for every event with at least one run; Step-1 draws batched across events."""
@@ -130,13 +121,6 @@ def _hillmap_many(histories: Iterable[EventHistory], options: ProposerOptions,
         return {history.key: proposals[history.key] for history in events}
 
 
-def _model_event(history: EventHistory, options: ProposerOptions, dxdy_lookup: DxdyLookup,
-                 rng: EventStream) -> Proposal:
-    """The model policy's proposal for one event; a hillmap fallback draws from ``rng``."""
-    return propose_model([history], options, dxdy_lookup,
-                         lambda pending: [_hillmap_event(h, options, dxdy_lookup, rng) for h in pending])[0]
-
-
 def _model_many(histories: Iterable[EventHistory], options: ProposerOptions,
                 dxdy_lookup: DxdyLookup) -> dict[EventKey, Proposal]:
     """The model policy's proposals for every event with at least one run; fallbacks go to the hillmap in one batch."""
@@ -147,32 +131,15 @@ def _model_many(histories: Iterable[EventHistory], options: ProposerOptions,
     return {history.key: proposal for history, proposal in zip(events, proposals)}
 
 
-def _baseline_event(history: EventHistory, options: ProposerOptions, dxdy_lookup: DxdyLookup,
-                    rng: EventStream) -> Proposal:
-    """A baseline policy's proposal for one event (its draws come from the event's own stream)."""
-    return propose_baseline([history], options)[history.key]
-
-
 def _baseline_many(histories: Iterable[EventHistory], options: ProposerOptions,
                    dxdy_lookup: DxdyLookup) -> dict[EventKey, Proposal]:
     """A baseline policy's proposals for every event with at least one run."""
     return propose_baseline(histories, options)
 
 
-EventPolicy = Callable[[EventHistory, ProposerOptions, DxdyLookup, EventStream], Proposal]
 ManyPolicy = Callable[[Iterable[EventHistory], ProposerOptions, DxdyLookup], dict[EventKey, Proposal]]
-EVENT_POLICIES: dict[str, EventPolicy] = {"hillmap": _hillmap_event, "model": _model_event,
-                                          "spiral": _baseline_event, "random": _baseline_event}
 MANY_POLICIES: dict[str, ManyPolicy] = {"hillmap": _hillmap_many, "model": _model_many,
                                         "spiral": _baseline_many, "random": _baseline_many}
-
-
-def propose_event(history: EventHistory, options: ProposerOptions, *, dxdy_lookup: DxdyLookup,
-                  rng: EventStream) -> Proposal:
-    """The next shift (mm) of one event, or DONE; ``rng`` comes from :func:`ptylib.ici.rng.event_stream`."""
-    if not history.rows:
-        raise ValueError(f"event {history.key.label()} has no runs to propose from")
-    return EVENT_POLICIES[options.policy](history, options, dxdy_lookup, rng)
 
 
 def propose_many(histories: Iterable[EventHistory], options: ProposerOptions,

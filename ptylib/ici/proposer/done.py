@@ -27,7 +27,7 @@ import statistics
 from collections.abc import Sequence
 
 from ptylib.ici.model import LedgerRow
-from ptylib.ici.options import ProposerOptions
+from ptylib.ici.proposer.options import ProposerOptions
 
 DONE_STREAK = "done_streak"
 DONE_CONVERGED_DXDY = "done_converged_dxdy"

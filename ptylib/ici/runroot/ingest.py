@@ -18,34 +18,38 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ptylib.ici.commit import commit_files
-from ptylib.ici.ledger import gc_paused, parse_finite_mm, parse_ledger, parse_wrmsd_px
 from ptylib.ici.model import (
     CHUNK_METRICS_HEADER,
-    LEDGER_NAME,
-    STATE_NAME,
     ChunkMetric,
     EventHistory,
     EventKey,
     IciInputError,
     LedgerRow,
 )
-from ptylib.ici.state import RunState, format_ledger_and_state, parse_state_histories
+from ptylib.ici.runroot.commit import commit_files
+from ptylib.ici.runroot.layout import (
+    LEDGER_NAME,
+    STATE_NAME,
+    chunk_metrics_path,
+    run_directory,
+)
+from ptylib.ici.runroot.ledger import (
+    gc_paused,
+    parse_finite_mm,
+    parse_ledger,
+    parse_wrmsd_px,
+)
+from ptylib.ici.runroot.sidecar import (
+    RunState,
+    format_ledger_and_state,
+    parse_state_histories,
+)
 from ptylib.io.atomic import atomic_write_text
+from ptylib.io.lock import holds_run_root_lock
 
 REQUIRED_COLUMNS = CHUNK_METRICS_HEADER[:6]
 _INDEXED = {"1": True, "0": False}
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def run_directory(run_root: Path, run_n: int) -> Path:
-    """The folder of run ``run_n``: ``run_root/run_###``."""
-    return Path(run_root) / f"run_{run_n:03d}"
-
-
-def chunk_metrics_path(run_dir: Path, run_n: int) -> Path:
-    """``run_dir/chunk_metrics_###.csv``."""
-    return Path(run_dir) / f"chunk_metrics_{run_n:03d}.csv"
 
 
 # ----------------------------------------------------------------------------- writing
@@ -237,11 +241,13 @@ def _ledger_row(metric: ChunkMetric, run_n: int, indexed_before: bool) -> Ledger
     return LedgerRow(run_n, metric.det_shift_x_mm, metric.det_shift_y_mm, indexed_before or success, wrmsd)
 
 
+@holds_run_root_lock("ici ingest")
 def ingest_run(run_root: Path, run_n: int) -> int:
     """Ingest ``run_###/chunk_metrics_###.csv`` into the run root's ledger and sidecar; returns rows added.
 
     Everything is read and validated before anything is written; files whose content does not
-    change are not rewritten, and if writing the sidecar fails the old ledger is put back.
+    change are not rewritten, and if writing the sidecar fails the old ledger is put back. Holds the
+    run root's lock.
     """
     run_root = Path(run_root)
     ledger_path, state_path = run_root / LEDGER_NAME, run_root / STATE_NAME

@@ -15,18 +15,20 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptylib.ici.commit import commit_files
-from ptylib.ici.ledger import gc_paused, parse_ledger
-from ptylib.ici.model import LEDGER_NAME, STATE_NAME, IciInputError
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.policy import propose_events
-from ptylib.ici.state import (
+from ptylib.ici.model import IciInputError
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.policy import propose_events
+from ptylib.ici.runroot.commit import commit_files
+from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME
+from ptylib.ici.runroot.ledger import gc_paused, parse_ledger
+from ptylib.ici.runroot.sidecar import (
     EventState,
-    ProposalRecord,
+    ProposalEntry,
     RunState,
     format_ledger_and_state,
     parse_state_histories,
 )
+from ptylib.io.lock import holds_run_root_lock
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,13 @@ class ProposeOutcome:
         return "\n".join(lines)
 
 
+@holds_run_root_lock("ici propose")
 def propose_run_root(run_root: Path, options: ProposerOptions) -> ProposeOutcome:
     """Propose for every event of ``run_root/image_run_log.csv`` not yet DONE; see the module docstring.
 
     Raises :class:`~ptylib.ici.model.IciInputError` for a missing or malformed ledger or sidecar;
-    then no file in the run root changes.
+    then no file in the run root changes. Holds the run root's lock (RunRootLockedError while another
+    process holds it).
     """
     run_root = Path(run_root)
     ledger_path, state_path = run_root / LEDGER_NAME, run_root / STATE_NAME
@@ -72,7 +76,7 @@ def propose_run_root(run_root: Path, options: ProposerOptions) -> ProposeOutcome
                 last = histories[key].rows[-1]
                 last.proposal = proposal
                 previous.events.setdefault(key, EventState()).proposal_history.append(
-                    ProposalRecord(last.run_n + 1, proposal.dx_mm, proposal.dy_mm, proposal.reason))
+                    ProposalEntry(last.run_n + 1, proposal))
             ledger_text, state_text = format_ledger_and_state(histories, previous)
             commit_files([(ledger_path, old_ledger, ledger_text), (state_path, old_state, state_text)])
     current = [h.rows[-1].proposal for h in histories.values() if h.rows]

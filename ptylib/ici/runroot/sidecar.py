@@ -28,25 +28,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from json.encoder import encode_basestring_ascii
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, NoReturn, TypeGuard
 
-from ptylib.ici.ledger import format_rows, gc_paused
 from ptylib.ici.model import (
-    DONE_TOKEN,
-    RUN_N_OF,
-    SHIFT_X_OF,
-    SHIFT_Y_OF,
-    WRMSD_OF,
     EventHistory,
     EventKey,
     IciInputError,
+    Proposal,
 )
-from ptylib.io.atomic import atomic_write_text
+from ptylib.ici.runroot.ledger import format_rows, gc_paused
 
 _INF = "inf"
-_SUCCESS_OF = attrgetter("success")
 
 
 @dataclass
@@ -60,19 +53,12 @@ class TrialRecord:
     success: bool
 
 
-@dataclass
-class ProposalRecord:
-    """A proposal made for run ``next_run_n``: shift (mm), or None/None for DONE, and its reason code."""
+@dataclass(frozen=True)
+class ProposalEntry:
+    """An item of an event's proposal history: the proposal made for run ``next_run_n``."""
 
     next_run_n: int
-    dx_mm: float | None
-    dy_mm: float | None
-    reason: str
-
-    @property
-    def is_done(self) -> bool:
-        """True for a DONE proposal (no shift, reason ``done*``)."""
-        return self.dx_mm is None and self.dy_mm is None and self.reason.startswith(DONE_TOKEN)
+    proposal: Proposal
 
 
 @dataclass
@@ -80,7 +66,7 @@ class EventState:
     """Everything the sidecar keeps about one event."""
 
     trials: list[TrialRecord] = field(default_factory=list)
-    proposal_history: list[ProposalRecord] = field(default_factory=list)
+    proposal_history: list[ProposalEntry] = field(default_factory=list)
     ever_indexed: bool = False
 
 
@@ -92,52 +78,16 @@ class RunState:
     last_global_run: int = -1
 
 
-# ----------------------------------------------------------------------------- ledger -> state
-
-
-def state_from_ledger(histories: Mapping[EventKey, EventHistory], previous: RunState | None) -> RunState:
-    """Rebuild trials and ever-indexed flags from the ledger, keeping the previous proposal histories.
-
-    Events absent from the ledger are dropped. ``last_global_run`` is the larger of the previous
-    value and the highest run in the ledger; no proposal is appended (the proposer does that).
-    Ingest and propose write the same sidecar without these objects (:func:`format_ledger_and_state`).
-    """
-    old_events = previous.events if previous is not None else {}
-    last_run = previous.last_global_run if previous is not None else -1
-    events: dict[EventKey, EventState] = {}
-    with gc_paused():
-        for key, history in histories.items():
-            trials = [TrialRecord(row.run_n, row.det_shift_x_mm, row.det_shift_y_mm, row.wrmsd, row.succeeded)
-                      for row in history.rows]
-            ever = any(row.indexed for row in history.rows) or any(map(_SUCCESS_OF, trials))
-            old = old_events.get(key)
-            events[key] = EventState(trials, list(old.proposal_history) if old else [], ever)
-            if trials:
-                last_run = max(last_run, trials[-1].run_n)
-    return RunState(events, last_run)
-
-
 # ----------------------------------------------------------------------------- writing
 
 
-def format_state(state: RunState) -> str:
-    """The sidecar as JSON text (one event per line; see the module docstring)."""
-    with gc_paused():
-        texts = _trial_texts(*_trial_columns([trial for event in state.events.values() for trial in event.trials]))
-        lines = []
-        start = 0
-        for key, event in state.events.items():
-            stop = start + len(event.trials)
-            lines.append(_event_line(key, texts[start:stop], event.proposal_history, event.ever_indexed))
-            start = stop
-    return _state_text(lines, state.last_global_run)
-
-
 def format_ledger_and_state(histories: Mapping[EventKey, EventHistory], previous: RunState | None) -> tuple[str, str]:
-    """``format_ledger(histories)`` and ``format_state(state_from_ledger(histories, previous))``.
+    """The ledger text of ``histories`` and the sidecar text that goes with it.
 
-    The sidecar's trials are the ledger's rows, so their numbers are formatted once, for both files,
-    and no :class:`TrialRecord` is built.
+    The sidecar's trials and ever-indexed flags are the ledger's rows; its proposal histories (and
+    ``last_global_run``, unless the ledger has a later run) are those of ``previous``; events absent
+    from the ledger are dropped. The rows' numbers are formatted once, for both files, and no
+    :class:`TrialRecord` is built.
     """
     old_events = previous.events if previous is not None else {}
     last_run = previous.last_global_run if previous is not None else -1
@@ -152,7 +102,7 @@ def format_ledger_and_state(histories: Mapping[EventKey, EventHistory], previous
         for (key, history), count in zip(histories.items(), rows.counts, strict=True):
             stop = start + count
             if start <= minus_inf < stop:
-                _wrmsd_json(-math.inf)  # raises the error format_state gives
+                _wrmsd_json(-math.inf)  # raises: a wRMSD of -inf cannot be stored
             old = old_events.get(key) if old_events else None
             ever = "1" in rows.indexed[start:stop] or "true" in success[start:stop]
             lines.append(_event_line(key, texts[start:stop], old.proposal_history if old else (), ever))
@@ -160,11 +110,6 @@ def format_ledger_and_state(histories: Mapping[EventKey, EventHistory], previous
                 last_run = max(last_run, history.rows[-1].run_n)
             start = stop
     return rows.ledger_text(), _state_text(lines, last_run)
-
-
-def write_state(path: Path, state: RunState) -> None:
-    """Write the sidecar to ``path`` atomically."""
-    atomic_write_text(path, format_state(state))
 
 
 # From the ledger's wRMSD column (blank: not indexed) to the sidecar's; other numbers stay as they are.
@@ -178,7 +123,7 @@ def _state_text(event_lines: list[str], last_global_run: int) -> str:
     return f'{{\n"last_global_run": {int(last_global_run)},\n"events": {{\n{body}\n}}}}\n'
 
 
-def _event_line(key: EventKey, trial_texts: list[str], history: Sequence[ProposalRecord], ever_indexed: bool) -> str:
+def _event_line(key: EventKey, trial_texts: list[str], history: Sequence[ProposalEntry], ever_indexed: bool) -> str:
     """One event's line: its key and compact JSON of its trials, proposal history and flag."""
     return (f'{encode_basestring_ascii(key.label())}: {{"trials":[{",".join(trial_texts)}],'
             f'"proposal_history":[{",".join(map(_proposal_json, history))}],'
@@ -189,26 +134,6 @@ def _trial_texts(run_n: list[str], x: list[str], y: list[str], wrmsd: list[str],
     """Compact JSON of each trial from the JSON text of its fields."""
     return [f'{{"run_n":{run},"det_shift_x_mm":{sx},"det_shift_y_mm":{sy},"wrmsd":{value},"success":{flag}}}'
             for run, sx, sy, value, flag in zip(run_n, x, y, wrmsd, success)]
-
-
-def _trial_columns(trials: list[TrialRecord]) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
-    """The JSON text of the trials' fields, column by column (trials are the bulk of a large sidecar)."""
-    xs = list(map(float, map(SHIFT_X_OF, trials)))
-    ys = list(map(float, map(SHIFT_Y_OF, trials)))
-    if not (all(map(math.isfinite, xs)) and all(map(math.isfinite, ys))):
-        for trial in trials:
-            _check_trial(trial)
-    wrmsd = ["null" if value is None else _wrmsd_json(value) for value in map(WRMSD_OF, trials)]
-    success = list(map(_json_bool, map(_SUCCESS_OF, trials)))
-    return list(map(str, map(int, map(RUN_N_OF, trials)))), list(map(repr, xs)), list(map(repr, ys)), wrmsd, success
-
-
-def _check_trial(trial: TrialRecord) -> None:
-    """Raise when a trial cannot be stored (a non-finite shift, or a wRMSD of -inf)."""
-    x, y = float(trial.det_shift_x_mm), float(trial.det_shift_y_mm)
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise ValueError(f"trial of run {trial.run_n} has a non-finite shift ({x}, {y}) mm")
-    _wrmsd_json(trial.wrmsd)
 
 
 def _wrmsd_json(wrmsd: float | None) -> str:
@@ -227,10 +152,11 @@ def _json_bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _proposal_json(record: ProposalRecord) -> str:
+def _proposal_json(entry: ProposalEntry) -> str:
     """One proposal as compact JSON (DONE: null shifts), as ``json`` writes it."""
-    return (f'{{"next_run_n":{int(record.next_run_n)},"dx_mm":{_json_number(record.dx_mm)},'
-            f'"dy_mm":{_json_number(record.dy_mm)},"reason":{encode_basestring_ascii(record.reason)}}}')
+    proposal = entry.proposal
+    return (f'{{"next_run_n":{int(entry.next_run_n)},"dx_mm":{_json_number(proposal.dx_mm)},'
+            f'"dy_mm":{_json_number(proposal.dy_mm)},"reason":{encode_basestring_ascii(proposal.reason)}}}')
 
 
 def _json_number(value: float | None) -> str:
@@ -262,8 +188,8 @@ def parse_state(data: bytes, name: str) -> RunState:
 def parse_state_histories(data: bytes, name: str) -> RunState:
     """:func:`parse_state` that validates the trials the same way but keeps every event's ``trials`` empty.
 
-    For callers that rebuild the trials from the ledger (:func:`state_from_ledger` only keeps the
-    proposal histories and ``last_global_run`` of the previous state).
+    For callers that rebuild the trials from the ledger (:func:`format_ledger_and_state` only keeps
+    the proposal histories and ``last_global_run`` of the previous state).
     """
     return _parse_state(data, name, keep_trials=False)
 
@@ -358,7 +284,7 @@ def _check_trials(trials_json: list[Any], name: str, where: str) -> None:
         _trial_from_json(obj, name, where, index)  # raises the error of this trial
 
 
-def _proposal_from_json(obj: Any, name: str, where: str, index: int) -> ProposalRecord:
+def _proposal_from_json(obj: Any, name: str, where: str, index: int) -> ProposalEntry:
     """Proposal ``index`` of the event ``where``."""
     if type(obj) is not dict:
         _fail(name, f"{where}.proposal_history[{index}]", "an object", obj)
@@ -369,13 +295,13 @@ def _proposal_from_json(obj: Any, name: str, where: str, index: int) -> Proposal
     if type(reason) is not str:
         _fail(name, f"{where}.proposal_history[{index}].reason", "a string", reason)
     if dx is None and dy is None:
-        return ProposalRecord(next_run_n, None, None, reason)
+        return ProposalEntry(next_run_n, Proposal(None, None, reason))
     expected = "a finite number (or null in both dx_mm and dy_mm for DONE)"
     if not _is_finite(dx):
         _fail(name, f"{where}.proposal_history[{index}].dx_mm", expected, dx)
     if not _is_finite(dy):
         _fail(name, f"{where}.proposal_history[{index}].dy_mm", expected, dy)
-    return ProposalRecord(next_run_n, float(dx), float(dy), reason)
+    return ProposalEntry(next_run_n, Proposal(float(dx), float(dy), reason))
 
 
 def _is_finite(value: Any) -> TypeGuard[float]:

@@ -5,7 +5,7 @@
 Poisson noise, a Pilatus-100K-like detector) whose per-event true beam centres are offset from the
 nominal one (in the file headers) by up to ``radius_mm / √2`` along fast and slow, so every true
 offset lies in the ICI search disk of radius ``radius_mm``. Beside the renderer's files it writes
-the ICI truth ``still_crystfel.h5.truth.json`` (:mod:`ptylib.ici.synthetic`'s format), whose
+the ICI truth ``still_crystfel.h5.truth.json`` (:mod:`ptylib.ici.synthetic.dataset`'s format), whose
 ``true_offset_mm`` is the detector shift that puts the supplied centre on the true one; with the
 DIALS backend's (CrystFEL's) meaning of a shift that is the offset (fast, slow) itself. The ICI
 report reads it to give each event's distance from its best centre to the true one.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ptylib.ici.synthetic import TRUTH_FORMAT, truth_path_for
+from ptylib.ici.synthetic.dataset import TRUTH_FORMAT, truth_path_for
 from ptylib.io.atomic import atomic_write_json
 
 PREFIX = "still"

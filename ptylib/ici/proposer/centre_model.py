@@ -3,12 +3,12 @@
 Per event, on its runs in run order (the first run's shift is the first centre ``c0``; R =
 ``radius_mm``; every proposal keeps ``min_spacing_mm`` from every centre already tried):
 
-1. An event already DONE stays DONE; the seed's streak rule (:mod:`ptylib.ici.convergence`,
+1. An event already DONE stays DONE; the seed's streak rule (:mod:`ptylib.ici.proposer.done`,
    ``done_streak``) still ends events that stopped indexing.
 2. **REFINE** (``step2_algorithm == "dxdy"`` and at least one successful run has a usable
    ``per_frame_dx_dy.csv``): every such run gives a centre estimate ``applied - (dx, dy)``; their
    Huber-weighted mean and its standard error come from
-   :func:`ptylib.ici.centre_fit.combine_estimates` (prior error ``model_refine_sigma_mm`` per
+   :func:`ptylib.ici.proposer.centre_fit.combine_estimates` (prior error ``model_refine_sigma_mm`` per
    axis). Standard error below ``model_refine_tol_mm``: DONE ``done_model_refined``; otherwise
    propose the mean, ``model_refine_mean``. Like the seed's Step-2, this step is not bound to the
    disk.
@@ -21,7 +21,7 @@ Per event, on its runs in run order (the first run's shift is the first centre `
    cone; the inner triangle's radius and angles are chosen so that no four of the seven points
    (``c0`` and both triangles) lie on one circle or line, whichever runs failed (an inner triangle
    at 30, 150, 270 deg would form isosceles trapezoids with the outer one: always concyclic).
-4. **FIXED**: the cone fit of :func:`ptylib.ici.centre_fit.fit_cone` over the successful runs.
+4. **FIXED**: the cone fit of :func:`ptylib.ici.proposer.centre_fit.fit_cone` over the successful runs.
    It is *well conditioned* when (a) the trial centres determine all four parameters (not all on
    one line or one circle), (b) the curvature ``k^2`` is significant
    (t-statistic >= ``model_min_curvature_t``: the surface is a bowl, not a plane or a dome) and
@@ -54,11 +54,11 @@ from typing import cast
 
 import numpy as np
 
-from ptylib.ici.centre_fit import ConeFit, combine_estimates, fit_cone
-from ptylib.ici.convergence import DONE_STREAK, streak_done, success_wrmsds
 from ptylib.ici.model import EventHistory, Proposal
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.step2 import DxdyLookup
+from ptylib.ici.proposer.centre_fit import ConeFit, combine_estimates, fit_cone
+from ptylib.ici.proposer.done import DONE_STREAK, streak_done, success_wrmsds
+from ptylib.ici.proposer.dxdy import DxdyLookup
+from ptylib.ici.proposer.options import ProposerOptions
 
 REASON_PROBE = "model_probe"
 REASON_FIT = "model_fit_minimum"

@@ -4,7 +4,7 @@
 detector shift (columns ``dx``, ``dy``; metres for CrystFEL's refinement output). The LAST row is the
 refined update; it is multiplied by ``dxdy_unit_to_mm`` (the seed's 1e3). Strict contract: any
 problem gives ``(None, None, reason)`` and nothing here falls back to another file or run; the
-switching logic in :mod:`ptylib.ici.policy` decides what to do instead.
+switching logic in :mod:`ptylib.ici.proposer.policy` decides what to do instead.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ptylib.ici.model import EventKey
-
-DXDY_NAME = "per_frame_dx_dy.csv"
+from ptylib.ici.runroot.layout import DXDY_NAME, event_dir_name, run_dir_name
 
 DXDY_OK = "dxdy_ok"
 DXDY_NO_EVENT_DIR = "dxdy_no_event_dir"
@@ -29,13 +28,7 @@ DXDY_NON_NUMERIC = "dxdy_non_numeric"
 DXDY_NON_FINITE = "dxdy_non_finite"
 
 DxdyResult = tuple[float | None, float | None, str]
-EventDirs = Callable[[EventKey, int], Path] | Mapping[tuple[EventKey, int], Path]
 DxdyLookup = Callable[[EventKey, int], DxdyResult]
-
-
-def event_dir(run_root: Path, run_n: int, event_index: int) -> Path:
-    """Directory of event number ``event_index`` (its position in the run's event list) in run ``run_n``."""
-    return Path(run_root, f"run_{run_n:03d}", f"event_{event_index:06d}")
 
 
 def read_dxdy(path: Path, unit_to_mm: float) -> DxdyResult:
@@ -70,33 +63,12 @@ def read_dxdy(path: Path, unit_to_mm: float) -> DxdyResult:
     return dx * unit_to_mm, dy * unit_to_mm, DXDY_OK
 
 
-def ledger_event_dirs(run_root: Path, event_indices: Mapping[EventKey, int]) -> Callable[[EventKey, int], Path]:
-    """Resolve ``(event, run_n)`` to ``run_root/run_###/event_######`` with the event's index from ``event_indices``."""
-
-    def resolve(key: EventKey, run_n: int) -> Path:
-        return event_dir(run_root, run_n, event_indices[key])
-
-    return resolve
-
-
-def make_dxdy_lookup(event_dirs: EventDirs, unit_to_mm: float) -> DxdyLookup:
-    """A Step-2 lookup ``(event, run_n) -> (dx_mm, dy_mm, reason)`` reading ``per_frame_dx_dy.csv`` in ``event_dirs``."""
-
-    def lookup(key: EventKey, run_n: int) -> DxdyResult:
-        try:
-            directory = event_dirs[key, run_n] if isinstance(event_dirs, Mapping) else event_dirs(key, run_n)
-        except KeyError:
-            return None, None, DXDY_NO_EVENT_DIR
-        return read_dxdy(Path(directory) / DXDY_NAME, unit_to_mm)
-
-    return lookup
-
-
 def run_root_dxdy_lookup(run_root: Path, event_indices: Mapping[EventKey, int], unit_to_mm: float) -> DxdyLookup:
-    """:func:`make_dxdy_lookup` over :func:`ledger_event_dirs`, listing each ``run_###`` folder once.
+    """A Step-2 lookup ``(event, run_n) -> (dx_mm, dy_mm, reason)`` reading ``run_###/event_######/per_frame_dx_dy.csv``.
 
-    Gives the same results; an event folder absent from its run folder's listing (or a run folder
-    that does not exist) is a missing file without touching the filesystem again.
+    The event's folder index comes from ``event_indices``. Each ``run_###`` folder is listed once: an
+    event folder absent from its run folder's listing (or a run folder that does not exist) is a
+    missing file without touching the filesystem again.
     """
     root = os.fspath(run_root)
     listings: dict[int, frozenset[str] | None] = {}
@@ -108,7 +80,7 @@ def run_root_dxdy_lookup(run_root: Path, event_indices: Mapping[EventKey, int], 
         except KeyError:
             pass
         try:
-            with os.scandir(os.path.join(root, f"run_{run_n:03d}")) as entries:
+            with os.scandir(os.path.join(root, run_dir_name(run_n))) as entries:
                 names: frozenset[str] | None = frozenset(entry.name for entry in entries)
         except FileNotFoundError:
             names = frozenset()
@@ -122,10 +94,10 @@ def run_root_dxdy_lookup(run_root: Path, event_indices: Mapping[EventKey, int], 
             index = event_indices[key]
         except KeyError:
             return None, None, DXDY_NO_EVENT_DIR
-        name = f"event_{index:06d}"
+        name = event_dir_name(index)
         names = listing(run_n)
         if names is not None and name not in names:
             return None, None, DXDY_MISSING_FILE
-        return read_dxdy(Path(root, f"run_{run_n:03d}", name, DXDY_NAME), unit_to_mm)
+        return read_dxdy(Path(root, run_dir_name(run_n), name, DXDY_NAME), unit_to_mm)
 
     return lookup

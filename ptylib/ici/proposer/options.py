@@ -37,7 +37,7 @@ class ProposerOptions:
     ``radius_mm``) / ``median_rel_tol``.
     Step-2: ``step2_algorithm`` (``dxdy`` or ``none``), ``damping_factor`` (lambda),
     ``dxdy_unit_to_mm`` (factor from ``per_frame_dx_dy.csv`` units to mm; the seed's 1e3).
-    Policy: ``policy`` (``model``: centre model of :mod:`ptylib.ici.model_policy`, falling back to the
+    Policy: ``policy`` (``model``: centre model of :mod:`ptylib.ici.proposer.centre_model`, falling back to the
     hillmap; ``hillmap``: the seed's switching logic). Model knobs: ``model_probe_frac`` (radius of the
     probe triangle around the first centre, as a fraction of ``radius_mm``), ``model_min_successes``
     (successes before fitting), ``model_noise_frac`` (relative wRMSD noise of one run),
@@ -45,7 +45,7 @@ class ProposerOptions:
     ``model_min_curvature_t`` / ``model_max_chi`` (conditioning and fit-quality limits),
     ``model_refine_sigma_mm`` (error of one refined centre per axis, mm) and ``model_refine_tol_mm``
     (stop when the combined refined centre's standard error is below this, mm).
-    ``spiral`` and ``random`` are the study's baselines (:mod:`ptylib.ici.baselines`): a fixed budget of
+    ``spiral`` and ``random`` are the study's baselines (:mod:`ptylib.ici.proposer.baselines`): a fixed budget of
     ``baseline_runs`` runs per event (the first centre included) on a spiral or uniform in the disk.
     """
 

@@ -2,7 +2,7 @@
 
 The images are simple Gaussian spots on a noisy background (no diffraction physics): enough for a
 peak search. The hidden truth lives beside the data in ``<file>.truth.json``; the stand-in indexer
-(:mod:`ptylib.ici.simulated_indexer`) reads it to decide how well a given detector shift indexes.
+(:mod:`ptylib.ici.synthetic.standin_indexer`) reads it to decide how well a given detector shift indexes.
 """
 
 from __future__ import annotations

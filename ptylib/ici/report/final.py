@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ptylib.ici.ledger import read_ledger
-from ptylib.ici.model import LEDGER_NAME, EventHistory, EventKey
-from ptylib.ici.model_policy import estimate_refined_centres
-from ptylib.ici.options import ProposerOptions
-from ptylib.ici.plots import iteration_stats, plot_iterations, plot_trajectories
-from ptylib.ici.step2 import run_root_dxdy_lookup
-from ptylib.ici.summary import summarize_run_root
-from ptylib.ici.synthetic import read_truth, truth_path_for
+from ptylib.ici.model import EventHistory, EventKey
+from ptylib.ici.proposer.centre_model import estimate_refined_centres
+from ptylib.ici.proposer.dxdy import run_root_dxdy_lookup
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.report.plots import iteration_stats, plot_iterations, plot_trajectories
+from ptylib.ici.report.summary import summarize_run_root
+from ptylib.ici.runroot.layout import LEDGER_NAME
+from ptylib.ici.runroot.ledger import read_ledger
+from ptylib.ici.synthetic.dataset import read_truth, truth_path_for
 from ptylib.io.atomic import atomic_write_text
 from ptylib.io.report import markdown_table, png_markdown
 

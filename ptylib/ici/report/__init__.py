@@ -1,0 +1,1 @@
+"""What an ICI run root tells its user: the summary, the final report, plots and the convergence study."""
