@@ -25,7 +25,10 @@ def render(args: list[str]) -> np.ndarray:
     """Our image for nanoBragg arguments (float64)."""
     import torch
 
-    from ptylib.diffraction.cli import add_simulate_arguments, simulation_options_from_args
+    from ptylib.diffraction.cli import (
+        add_simulate_arguments,
+        simulation_options_from_args,
+    )
     from ptylib.diffraction.simulator import Simulator
 
     parser = argparse.ArgumentParser()

@@ -58,7 +58,10 @@ def _rss_mb() -> float:
 
 
 def _simulator(line: str, **kwargs: object) -> object:
-    from ptylib.diffraction.cli import add_simulate_arguments, simulation_options_from_args
+    from ptylib.diffraction.cli import (
+        add_simulate_arguments,
+        simulation_options_from_args,
+    )
     from ptylib.diffraction.simulator import Simulator
 
     parser = argparse.ArgumentParser()
@@ -173,14 +176,14 @@ def cpu_rows(binary: str | None, counts: list[int]) -> list[tuple[str, str, str]
             f, b = forward[n], backward[n]
             label = f"{n} torch thread{'s' if n > 1 else ''}"
             rows.append((f"{scene}: forward, {label}", _ms(f["forward_wall_s"], f["forward_cpu_s"]),
-                         f"median of {REPEATS[scene]}; {f['oversample']}x{f['oversample']} sub-pixels; peak RSS "
-                         f"{f['peak_rss_mb']:.0f} MiB (after set-up {f['setup_rss_mb']:.0f} MiB)"))
+                         (f"median of {REPEATS[scene]}; {f['oversample']}x{f['oversample']} sub-pixels; peak RSS "
+                          f"{f['peak_rss_mb']:.0f} MiB (after set-up {f['setup_rss_mb']:.0f} MiB)")))
             rows.append((f"{scene}: forward + backward, {label}", _ms(b["backward_wall_s"], b["backward_cpu_s"]),
-                         f"MSE loss, gradients for misset and mosaic; Jacobians "
-                         f"{'kept' if b['keep_jacobian'] else 'recomputed'}; peak RSS {b['peak_rss_mb']:.0f} MiB"))
+                         (f"MSE loss, gradients for misset and mosaic; Jacobians "
+                          f"{'kept' if b['keep_jacobian'] else 'recomputed'}; peak RSS {b['peak_rss_mb']:.0f} MiB")))
             rows.append((f"{scene}: (forward + backward) / forward, {label}",
-                         f"{b['backward_wall_s'] / b['forward_wall_s']:.2f}x (CPU "
-                         f"{b['backward_cpu_s'] / b['forward_cpu_s']:.2f}x)",
+                         (f"{b['backward_wall_s'] / b['forward_wall_s']:.2f}x (CPU "
+                          f"{b['backward_cpu_s'] / b['forward_cpu_s']:.2f}x)"),
                          "same process, interleaved" + (" (target at 1024x1024: <= 3)" if "1024" in scene else "")))
         rows.append((f"{scene}: thread count the simulator measures", str(run_child("threads", scene)),
                      f"fastest of {', '.join(map(str, thread_candidates(cores)))} on one block, fresh process"))
@@ -189,8 +192,8 @@ def cpu_rows(binary: str | None, counts: list[int]) -> list[tuple[str, str, str]
             pearson = np.corrcoef(our_image.ravel(), c_image.ravel())[0, 1]
             ratio = our_image.sum() / c_image.sum()
             rows.append((f"{scene}: C nanoBragg, 1 thread", _ms(c_time["wall_s"], c_time["cpu_s"]),
-                         f"whole program incl. start-up and file output; our image vs C: Pearson r = 1 - "
-                         f"{1 - pearson:.1e}, total ratio {ratio:.7f}"))
+                         (f"whole program incl. start-up and file output; our image vs C: Pearson r = 1 - "
+                          f"{1 - pearson:.1e}, total ratio {ratio:.7f}")))
             fastest = min(forward[n]["forward_wall_s"] for n in counts)
             rows.append((f"{scene}: C / ours (forward, best thread count)", f"{c_time['wall_s'] / fastest:.2f}x",
                          "> 1 means ours is faster" + (" (target at 1024x1024: >= 1)" if "1024" in scene else "")))
@@ -226,9 +229,9 @@ def device_rows(device: str, scenes: dict[str, str], *, forward_repeats: int = 5
                 failure = f"; compile failed: {simulator.compile_failure}" if simulator.compile_failure else ""
                 rows.append((f"{scene}, {str(dtype).removeprefix('torch.')}, {kernel}: forward / forward + backward",
                              f"{_ms(forward_s)} / {_ms(backward_s)}",
-                             f"{evaluations / forward_s / 1e9:.3g} G evaluations/s; first call {first:.1f} s; "
-                             f"peak memory {peak}; blocks of {simulator.chunk_elements:.2e} elements; Jacobians "
-                             f"{'kept' if simulator.keep_jacobian else 'recomputed'}{failure}"))
+                             (f"{evaluations / forward_s / 1e9:.3g} G evaluations/s; first call {first:.1f} s; "
+                              f"peak memory {peak}; blocks of {simulator.chunk_elements:.2e} elements; Jacobians "
+                              f"{'kept' if simulator.keep_jacobian else 'recomputed'}{failure}")))
                 del simulator, target
                 if on_cuda:
                     torch.cuda.empty_cache()
@@ -246,17 +249,19 @@ def main() -> None:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else None)
+    command = f"`{' '.join(['python bench/simulator.py', *sys.argv[1:]])}`"
     if not args.skip_cpu:
         binary = shutil.which(os.environ.get("NANOBRAGG", "nanoBragg")) or os.environ.get("NANOBRAGG")
         counts = sorted(set(args.threads or {1, len(os.sched_getaffinity(0))}))
-        report = measurement_report(HEADING, machine_line(), cpu_rows(binary, counts))
+        report = measurement_report(HEADING, f"{command}: {machine_line()}", cpu_rows(binary, counts))
         print(report)
         store_section(HEADING, report)
     if device is None:
         print("no CUDA device: the CUDA section of RESULTS.md is left as it is")
         return
     name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else device
-    report = measurement_report(CUDA_HEADING, f"{machine_line()}; device: {name}", device_rows(device, DEVICE_SCENES))
+    report = measurement_report(CUDA_HEADING, f"{command}: {machine_line()}; device: {name}",
+                                device_rows(device, DEVICE_SCENES))
     print(report)
     store_section(CUDA_HEADING, report)
 

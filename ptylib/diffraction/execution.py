@@ -134,7 +134,10 @@ class GuardedCompile:
             try:
                 return self._compiled(*args)
             except Exception as error:
-                from torch._dynamo.exc import BackendCompilerFailed, InternalTorchDynamoError
+                from torch._dynamo.exc import (
+                    BackendCompilerFailed,
+                    InternalTorchDynamoError,
+                )
 
                 if not isinstance(error, BackendCompilerFailed | InternalTorchDynamoError):
                     raise

@@ -12,7 +12,12 @@ torch = pytest.importorskip("torch")
 from ptylib.diffraction import execution  # noqa: E402
 from ptylib.diffraction.kernel import ChunkedIntensity, KernelRun, block_intensity  # noqa: E402
 from ptylib.diffraction.lattice import StructureFactors  # noqa: E402
-from ptylib.diffraction.options import BeamOptions, CrystalOptions, DetectorOptions, SimulationOptions  # noqa: E402
+from ptylib.diffraction.options import (  # noqa: E402
+    BeamOptions,
+    CrystalOptions,
+    DetectorOptions,
+    SimulationOptions,
+)
 from ptylib.diffraction.simulator import Simulator  # noqa: E402
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -116,7 +121,7 @@ def test_kept_jacobians_make_the_backward_pass_a_product_only() -> None:
         calls.append(args[-1])
         return block_intensity(*args)
 
-    blocks, _, domains, elements = simulator._jacobian_shape
+    blocks, _, domains, _ = simulator._jacobian_shape
     lattice = torch.randn(domains, 3, 3, dtype=torch.float64) * 40
     for buffer in (torch.empty(simulator._jacobian_shape, dtype=torch.float64), None):
         calls.clear()
