@@ -36,6 +36,8 @@ from ptylib.diffraction.options import SimulationOptions, check_cell_parameters
 
 #: Classical electron radius squared (m^2), nanoBragg's ``r_e_sqr``.
 R_E_SQR_M2 = 7.94079248018965e-30
+
+
 class Simulator:
     """Precomputes the detector and the mosaic draws once; ``render`` then maps crystal parameters to an image.
 
@@ -58,6 +60,17 @@ class Simulator:
     fused
         Run ``torch.compile``d kernels (Triton on CUDA); default: on CUDA only. The eager kernels
         are the fallback when compiling fails.
+
+    Attributes
+    ----------
+    shape
+        (spixels, fpixels) of the rendered image.
+    oversample
+        Sub-pixels per pixel edge.
+    chunk_elements, threads, fused
+        The block size, the CPU thread count (None until measured, and on CUDA) and the kernel used.
+    keep_jacobian
+        Whether a differentiable render keeps its Jacobians for the backward pass (``kernel.py``).
     """
 
     def __init__(self, options: SimulationOptions, *, structure_factors: StructureFactors | None = None,
@@ -79,15 +92,16 @@ class Simulator:
         self.structure_factors = structure_factors
         self._factors = structure_factors.to(dtype, self.device)
         self.oversample = auto_oversample(crystal, options.detector, options.beam)
-        self.geometry: PixelGeometry = pixel_geometry(options.detector, options.beam, self.oversample,
-                                                      dtype=dtype, device=self.device)
+        geometry = pixel_geometry(options.detector, options.beam, self.oversample, dtype=dtype, device=self.device)
+        self.shape = geometry.shape
         axes, fraction = mosaic_draws(crystal.mosaic_domains, crystal.mosaic_seed)
         self._mosaic_axes = torch.as_tensor(axes, dtype=dtype, device=self.device)
         self._mosaic_fraction = torch.as_tensor(fraction, dtype=dtype, device=self.device)
         self._n_cells = tuple(float(n) for n in crystal.n_cells)
         self._scale = R_E_SQR_M2 * options.beam.fluence_photons_per_m2
         self.chunk_elements = chunk_elements or chunk_elements_for(self.device, dtype)
-        self._scattering_t, self._weight, self._block_pixels = self._blocks(self.chunk_elements)
+        # Only the padded, transposed copy is kept: the geometry's own tensors are as large.
+        self._scattering_t, self._weight, self._block_pixels = self._blocks(geometry, self.chunk_elements)
         blocks, _, elements = self._scattering_t.shape
         self._jacobian_shape = (blocks, 3, crystal.mosaic_domains, elements)
         jacobian_bytes = math.prod(self._jacobian_shape) * self._scattering_t.element_size()
@@ -103,9 +117,9 @@ class Simulator:
         """Why the fused kernel fell back to the eager one (None when it did not, or is not used)."""
         return self._kernel.failure if isinstance(self._kernel, GuardedCompile) else None
 
-    def _blocks(self, chunk_elements: int) -> tuple[Tensor, Tensor, int]:
+    def _blocks(self, geometry: PixelGeometry, chunk_elements: int) -> tuple[Tensor, Tensor, int]:
         """Scattering vectors (blocks, 3, block * sub), weights padded with zero-weight pixels, block size."""
-        scattering, weight = self.geometry.scattering_A, self.geometry.weight
+        scattering, weight = geometry.scattering_A, geometry.weight
         pixels, sub = scattering.shape[:2]
         per_pixel = sub * 3 * self.options.crystal.mosaic_domains
         blocks = math.ceil(pixels / max(1, chunk_elements // per_pixel))
@@ -158,7 +172,7 @@ class Simulator:
         run = KernelRun(self._block_pixels, functools.partial(intra_op_threads, self.threads), self._kernel,
                         self._jacobians if self.keep_jacobian else None)
         image = ChunkedIntensity.apply(lattice, self._scattering_t, self._weight, self._n_cells, self._factors, run)
-        return (image[:self.geometry.scattering_A.shape[0]] * self._scale).reshape(self.geometry.shape)
+        return (image[:math.prod(self.shape)] * self._scale).reshape(self.shape)
 
     def _fastest_threads(self, lattice: Tensor) -> int:
         """The CPU thread count that renders a block fastest, measured once per process and block shape."""
