@@ -6,13 +6,14 @@
   intermediates), bounded to [2^20, 2^28] elements.
 * Threads. On a CPU the intra-op thread count is measured, not assumed: the first render of a
   block size in a process times a block with 1, 2, 4, ... up to torch's thread count and keeps
-  the fastest for the process (on a loaded 2-core machine one thread ran 3-20x faster than two,
+  the fastest for the process (on a loaded 2-core machine one thread ran 3x faster than two,
   because OpenMP threads spin on cores other jobs hold; on an idle many-core machine more win).
   Measuring once per process, not per simulator, keeps its cost (up to seconds when the machine
   is oversubscribed) away from callers that build many simulators, like the still renderer.
 * Compiled kernels. ``torch.compile`` fuses each block's element-wise passes into one kernel
-  (Triton on CUDA). On the CPU it ran 2.4x *slower* than the eager kernel and took 13-25 s to
-  compile, so it is the default on CUDA only; the eager kernel is the reference and the fallback.
+  (Triton on CUDA). On the CPU one variant took 35-136 s to compile on the shared 2-core machine
+  and no speed-up was measured to repay it, so it is the default on CUDA only; the eager kernel is
+  the reference and the fallback.
 """
 
 from __future__ import annotations
