@@ -16,6 +16,9 @@ FLIGHT_CHECK_EVERY = timedelta(hours=12)
 
 def build_deployments() -> list:
     """The deployments served by this module (Prefect ``RunnerDeployment`` objects)."""
+    from flows.diffuse_demo import diffuse_demo
+    from flows.diffuse_phase3 import diffuse_phase3
+    from flows.diffuse_visual_check import diffuse_visual_check
     from flows.ici_demo import ici_demo
     from flows.ici_flight_check import ici_flight_check
     from flows.ici_loop import ici_loop
@@ -41,6 +44,19 @@ def build_deployments() -> list:
             parameters={"parent": "runs/flight-check/ici"},
             description="Every 12 h: the ICI loop end to end on 4 synthetic events in a new run root (the newest "
                         "10 kept); fails when the index rate or the centre error misses its threshold.",
+        ),
+        diffuse_phase3.to_deployment(
+            name="diffuse-phase3", tags=["diffuse"],
+            description="Diffuse Phases 1-3 + visual check: set cbf_image_paths, output_base_dir and "
+                        "experiment_paths (known geometry) or options.dials.unit_cell/space_group (DIALS).",
+        ),
+        diffuse_visual_check.to_deployment(
+            name="diffuse-visual-check", tags=["diffuse"],
+            description="The Phase 3 visual check on existing grid, scaling and voxel-data files.",
+        ),
+        diffuse_demo.to_deployment(
+            name="diffuse-demo", tags=["diffuse", "demo"],
+            description="Render the synthetic still set with known truth, process it, write accuracy.json.",
         ),
     ]
 

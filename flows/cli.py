@@ -20,6 +20,7 @@ pipelines:
   simulate   render one diffraction image with the differentiable (torch) simulator
   refine     recover mosaic spread and misset by gradient descent through the simulator
   study      dose/overlap ptychography study (datasets, overlap views, pty-chi LSQML)
+  diffuse    diffuse scattering from stills: Phases 1-3 and the Phase 3 visual check
   demo       the main job on the built-in synthetic data (small profile)
 """
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.study_cli import add_study_arguments
 
     add_study_arguments(sub)
+    from flows.diffuse_cli import add_diffuse_commands
+
+    add_diffuse_commands(sub)
 
     demo = sub.add_parser("demo", help="the main job: run the pipelines on built-in synthetic data")
     from flows import ici_cli_run

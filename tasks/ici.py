@@ -26,17 +26,7 @@ from ptylib.ici.runroot.layout import LEDGER_NAME, STATE_NAME, event_dir, run_di
 from ptylib.ici.runroot.ledger import read_ledger
 from ptylib.ici.runroot.sidecar import read_state
 from tasks.artifacts import publish_markdown, publish_table
-
-
-def _transient(task, task_run, state) -> bool:
-    # Indexing failures are results, not errors; only OS-level trouble (fork, file system) is worth a retry.
-    try:
-        state.result()
-    except OSError:
-        return True
-    except Exception:  # noqa: BLE001 - anything else is a real failure
-        return False
-    return False
+from tasks.retry import transient_os_error
 
 
 @task(name="ici-plan-run", cache_policy=NO_CACHE)
@@ -60,7 +50,7 @@ def prepare_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> l
     return [str(backend.write_event_script(job, event_dir(root, plan.run_n, job.event_index))) for job in plan.jobs]
 
 
-@task(name="ici-run-events", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_transient)
+@task(name="ici-run-events", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_os_error)
 def run_events_task(scripts: Sequence[str], timeout_s: float) -> list[int]:
     """Run a batch of event scripts one after another; returns their exit codes."""
     return run_event_batch([Path(s) for s in scripts], timeout_s=timeout_s, workers=1)

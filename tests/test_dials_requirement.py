@@ -33,3 +33,9 @@ def test_missing_dials_fails_when_ci_requires_it(tmp_path: Path) -> None:
     assert "PTYFLOWS_REQUIRE_DIALS=1, as in CI, makes a missing DIALS a failure" in done.stdout
     assert "skipped" not in done.stdout
     assert "export PTYFLOWS_REQUIRE_DIALS=1" in (REPO / ".ci" / "run").read_text()
+
+
+def test_ci_installs_dials_without_recommended_packages() -> None:
+    script = (REPO / ".ci" / "in-venv").read_text()
+    installs = [line for line in script.splitlines() if "apt-get install" in line]
+    assert installs and all("--no-install-recommends" in line for line in installs), installs

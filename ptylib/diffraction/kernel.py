@@ -5,7 +5,7 @@ of every mosaic domain in Å, the kernel returns per pixel
 
     mean_{sub}[w * mean_{d}[(F(h0, k0, l0) * s(h, Na) s(k, Nb) s(l, Nc))^2]],   h = a_d . S (k, l alike)
 
-with ``s`` the shape transform of ``lattice.shape_transform``. ``ChunkedIntensity`` runs it over
+with ``s`` the shape transform of ``lattice.shape_transform`` (sincg, or nanoBragg's gauss shape). ``ChunkedIntensity`` runs it over
 all blocks and supplies the gradient itself instead of differentiating the block's graph: per
 element the derivative of the pixel in the index h_j is
 
@@ -31,13 +31,13 @@ from torch import Tensor
 
 from ptylib.diffraction.lattice import StructureFactors, shape_transform
 
-#: (scattering_t, weight, lattice, n_cells, factors, jacobian) -> (intensity per pixel, Jacobian or None).
-BlockKernel = Callable[[Tensor, Tensor, Tensor, tuple[float, float, float], StructureFactors, bool],
+#: (scattering_t, weight, lattice, n_cells, shape, factors, jacobian) -> (intensity per pixel, Jacobian or None).
+BlockKernel = Callable[[Tensor, Tensor, Tensor, tuple[float, float, float], str, StructureFactors, bool],
                        tuple[Tensor, Tensor | None]]
 
 
 def block_intensity(scattering_t: Tensor, weight: Tensor, lattice: Tensor, n_cells: tuple[float, float, float],
-                    factors: StructureFactors, jacobian: bool) -> tuple[Tensor, Tensor | None]:
+                    shape: str, factors: StructureFactors, jacobian: bool) -> tuple[Tensor, Tensor | None]:
     """Weighted mean intensity per pixel (electrons^2), and with ``jacobian`` its derivatives in h, k, l.
 
     Parameters
@@ -50,6 +50,8 @@ def block_intensity(scattering_t: Tensor, weight: Tensor, lattice: Tensor, n_cel
         (domains, 3, 3) rows a, b, c (Å) of every mosaic domain.
     n_cells
         Crystal size in cells along a, b, c.
+    shape
+        Lattice shape transform, ``square`` or ``gauss`` (``lattice.shape_transform``).
     factors
         Structure factors (``StructureFactors.to`` the kernel's device).
     jacobian
@@ -66,7 +68,7 @@ def block_intensity(scattering_t: Tensor, weight: Tensor, lattice: Tensor, n_cel
     # Rows (axis, domain): one (3 domains, 3) x (3, elements) product for all fractional indices.
     indices = (lattice.transpose(0, 1).reshape(-1, 3) @ scattering_t).view(3, domains, elements)
     structure = factors.lookup(*indices)  # before shape_transform overwrites the indices
-    terms = [shape_transform(indices[axis], n, slope=jacobian) for axis, n in enumerate(n_cells)]
+    terms = [shape_transform(indices[axis], n, shape=shape, slope=jacobian) for axis, n in enumerate(n_cells)]
     (s_a, slope_a), (s_b, slope_b), (s_c, slope_c) = terms
     amplitude = s_a * s_b * s_c
     squared = (amplitude * structure).square_()
@@ -117,19 +119,19 @@ class ChunkedIntensity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, lattice: Tensor, scattering_t: Tensor, weight: Tensor,
-                n_cells: tuple[float, float, float], factors: StructureFactors, run: KernelRun) -> Tensor:
+                n_cells: tuple[float, float, float], shape: str, factors: StructureFactors, run: KernelRun) -> Tensor:
         kept = run.jacobians if ctx.needs_input_grad[0] else None
         step = run.block_pixels
         intensities = []
         with run.threads():
             for block, block_scattering in enumerate(scattering_t):
                 intensity, jacobian = run.kernel(block_scattering, weight[block * step:(block + 1) * step], lattice,
-                                                 n_cells, factors, kept is not None)
+                                                 n_cells, shape, factors, kept is not None)
                 intensities.append(intensity)
                 if kept is not None:
                     kept[block].copy_(jacobian)
         ctx.save_for_backward(lattice, scattering_t, weight)
-        ctx.constants = (n_cells, factors, run)
+        ctx.constants = (n_cells, shape, factors, run)
         ctx.kept = (kept, kept._version) if kept is not None else None
         return torch.cat(intensities)
 
@@ -137,7 +139,7 @@ class ChunkedIntensity(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         lattice, scattering_t, weight = ctx.saved_tensors
-        n_cells, factors, run = ctx.constants
+        n_cells, shape, factors, run = ctx.constants
         kept = ctx.kept[0] if ctx.kept is not None and ctx.kept[0]._version == ctx.kept[1] else None
         step = run.block_pixels
         total = torch.zeros_like(lattice)
@@ -145,6 +147,6 @@ class ChunkedIntensity(torch.autograd.Function):
             for block, block_scattering in enumerate(scattering_t):
                 rows = slice(block * step, (block + 1) * step)
                 jacobian = kept[block] if kept is not None else run.kernel(
-                    block_scattering, weight[rows], lattice, n_cells, factors, True)[1]
+                    block_scattering, weight[rows], lattice, n_cells, shape, factors, True)[1]
                 total += lattice_gradient(jacobian, grad[rows], block_scattering)
-        return total, None, None, None, None, None
+        return total, None, None, None, None, None, None

@@ -10,16 +10,31 @@ import torch
 from torch import Tensor
 
 
-def shape_transform(h: Tensor, n_cells: float, *, slope: bool = False) -> tuple[Tensor, Tensor | None]:
-    """nanoBragg's ``sincg(M_PI*h, N)`` = sin(pi N h) / sin(pi h) and, with ``slope``, its derivative in h.
+#: Lattice shape transforms: ``square`` (a parallelepiped crystal, nanoBragg's default) and ``gauss``.
+SHAPES = ("square", "gauss")
 
-    ``h`` (any shape) is a fractional Miller index; it is overwritten (the kernels own it). Only
-    the fractional part is used: |sincg| has period 1 in h and the caller squares it, and reducing
-    first keeps sin(pi h) exact near the peaks (sin of a large pi h carries its rounding error), so
-    values and slopes stay accurate there. At integer h, where sin(pi h) = 0 and only there, the
-    quotients are 0/0 = NaN and take their limits: N for the value, 0 for the slope.
+
+def shape_transform(h: Tensor, n_cells: float, *, shape: str = "square",
+                    slope: bool = False) -> tuple[Tensor, Tensor | None]:
+    """One axis's factor of F_latt at fractional Miller index ``h`` and, with ``slope``, its derivative in h.
+
+    ``square``: nanoBragg's ``sincg(M_PI*h, N)`` = sin(pi N h) / sin(pi h). ``gauss`` (nanoBragg
+    ``-gauss``): N exp(-(N (h - h0))^2 / 0.63) to the nearest integer h0, so the product over the
+    three axes is Na Nb Nc exp(-hrad^2 / 0.63), spots without the sinc side lobes.
+
+    ``h`` (any shape) is overwritten (the kernels own it). Only the fractional part is used: |sincg|
+    has period 1 in h and the caller squares it, and reducing first keeps sin(pi h) exact near the
+    peaks (sin of a large pi h carries its rounding error), so values and slopes stay accurate
+    there. At integer h, where sin(pi h) = 0 and only there, the sincg quotients are 0/0 = NaN and
+    take their limits: N for the value, 0 for the slope.
     """
-    x = h.sub_(torch.round(h)).mul_(torch.pi)
+    frac = h.sub_(torch.round(h))
+    if shape == "gauss":
+        value = frac.mul(n_cells).square_().mul_(-1.0 / 0.63).exp_().mul_(n_cells)
+        return value, (frac.mul(-2.0 * n_cells**2 / 0.63).mul_(value) if slope else None)
+    if shape != "square":
+        raise ValueError(f"lattice shape must be one of {SHAPES}, got {shape!r}")
+    x = frac.mul_(torch.pi)
     sin_x = torch.sin(x)
     n_x = x.mul_(n_cells)
     value = torch.sin(n_x).div_(sin_x).nan_to_num_(nan=n_cells)
@@ -30,6 +45,16 @@ def shape_transform(h: Tensor, n_cells: float, *, slope: bool = False) -> tuple[
     cos_x = sin_x.square().neg_().add_(1.0).sqrt_()
     derivative = torch.cos(n_x).mul_(n_cells).sub_(cos_x.mul_(value)).div_(sin_x).nan_to_num_(nan=0.0)
     return value, derivative.mul_(torch.pi)
+
+
+def lattice_factor(hkl: Tensor, n_cells: Tensor, shape: str = "square") -> Tensor:
+    """F_latt of fractional indices ``hkl`` (..., 3) for cell counts ``n_cells`` (3,): the product of the axes'
+    ``shape_transform``s (what the simulator's kernel evaluates, axis by axis)."""
+    factor = None
+    for axis in range(3):
+        value, _ = shape_transform(hkl[..., axis].clone(), float(n_cells[axis]), shape=shape)
+        factor = value if factor is None else factor * value
+    return factor
 
 
 @dataclass(frozen=True)

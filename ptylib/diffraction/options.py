@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -73,6 +73,8 @@ class CrystalOptions(BaseModel):
     """Optional text file of ``h k l F`` lines (nanoBragg ``-hkl``); nearest-neighbour lookup."""
     misset_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Rotations about the lab x, y, z axes (degrees), applied x first, then y, then z (``-misset``)."""
+    shape: Literal["square", "gauss"] = "square"
+    """Lattice shape transform: ``square`` (sinc, nanoBragg's default) or ``gauss`` (``-gauss``, no side lobes)."""
     mosaic_spread_deg: float = Field(0.0, ge=0)
     """Isotropic mosaic spread (degrees): the diameter of the spherical cap of domain rotations."""
     mosaic_domains: PositiveInt = 1

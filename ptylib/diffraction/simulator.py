@@ -171,7 +171,8 @@ class Simulator:
             self._jacobians = torch.empty(self._jacobian_shape, dtype=self.dtype, device=self.device)
         run = KernelRun(self._block_pixels, functools.partial(intra_op_threads, self.threads), self._kernel,
                         self._jacobians if self.keep_jacobian else None)
-        image = ChunkedIntensity.apply(lattice, self._scattering_t, self._weight, self._n_cells, self._factors, run)
+        image = ChunkedIntensity.apply(lattice, self._scattering_t, self._weight, self._n_cells,
+                                       self.options.crystal.shape, self._factors, run)
         return (image[:math.prod(self.shape)] * self._scale).reshape(self.shape)
 
     def _fastest_threads(self, lattice: Tensor) -> int:
@@ -180,9 +181,11 @@ class Simulator:
 
         def work() -> None:
             with torch.no_grad():
-                self._kernel(scattering_t, weight, lattice, self._n_cells, self._factors, False)
+                self._kernel(scattering_t, weight, lattice, self._n_cells, self.options.crystal.shape, self._factors,
+                             False)
 
-        return measured_thread_count(("simulator block", self.dtype, self.fused, *self._jacobian_shape[1:]), work)
+        key = ("simulator block", self.dtype, self.fused, self.options.crystal.shape, *self._jacobian_shape[1:])
+        return measured_thread_count(key, work)
 
     def _parameter(self, name: str, value: Tensor | Sequence[float] | float) -> Tensor:
         """``value`` as a tensor of the simulator's dtype, refusing NaN and Inf with the parameter's name."""

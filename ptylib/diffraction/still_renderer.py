@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial.transform import Rotation
 
+from ptylib.diffraction.b_matrix import cctbx_b_matrix
 from ptylib.diffraction.cell import reciprocal_vectors
 from ptylib.diffraction.detector import beam_center_mm
 from ptylib.diffraction.options import BeamOptions, CrystalOptions, DetectorOptions, SimulationOptions
@@ -151,26 +152,12 @@ def reciprocal_matrix_imgcif(crystal: CrystalOptions, rotation: np.ndarray) -> n
     return NANOBRAGG_TO_IMGCIF @ rotation @ base.T
 
 
-def _cctbx_b_matrix(cell: tuple[float, ...]) -> np.ndarray:
-    """cctbx/DIALS B matrix (1/Å): transpose of the fractionalisation matrix (a along x, b in x-y)."""
-    a, b, c = cell[:3]
-    alpha, beta, gamma = np.radians(cell[3:])
-    volume = a * b * c * np.sqrt(1 - np.cos(alpha) ** 2 - np.cos(beta) ** 2 - np.cos(gamma) ** 2
-                                 + 2 * np.cos(alpha) * np.cos(beta) * np.cos(gamma))
-    orthogonalisation = np.array([
-        [a, b * np.cos(gamma), c * np.cos(beta)],
-        [0.0, b * np.sin(gamma), c * (np.cos(alpha) - np.cos(beta) * np.cos(gamma)) / np.sin(gamma)],
-        [0.0, 0.0, volume / (a * b * np.sin(gamma))],
-    ])
-    return np.linalg.inv(orthogonalisation).T
-
-
 def _event_truth(index: int, options: StillDatasetOptions, rotation: np.ndarray, offset_mm: np.ndarray,
                  nominal_mm: tuple[float, float], expected_photons: float) -> dict[str, Any]:
     pixel = options.detector.pixel_size_mm
     true_fast, true_slow = nominal_mm[0] + offset_mm[0], nominal_mm[1] + offset_mm[1]
     a_matrix = reciprocal_matrix_imgcif(options.crystal, rotation)
-    u_matrix = a_matrix @ np.linalg.inv(_cctbx_b_matrix(options.crystal.cell))
+    u_matrix = a_matrix @ np.linalg.inv(cctbx_b_matrix(options.crystal.cell))
     real = np.linalg.inv(a_matrix).T  # columns: a, b, c in Å
     return {
         "event": index,

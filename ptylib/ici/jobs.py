@@ -107,9 +107,9 @@ def forget_job(record: Path) -> None:
 
 
 def read_job_records(run_root: Path) -> list[JobRecord]:
-    """The job records of a run root (unreadable ones are skipped)."""
+    """The job records of a run root, including the temporary file of one being written (unreadable ones are skipped)."""
     records = []
-    for path in sorted((Path(run_root) / JOBS_DIR).glob("*.json")):
+    for path in sorted((Path(run_root) / JOBS_DIR).glob("*")):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
             records.append(JobRecord(int(doc["pid"]), int(doc["start_ticks"]), str(doc["boot_id"]),
@@ -159,5 +159,7 @@ def end_stale_jobs(run_root: Path) -> list[JobRecord]:
                     victims.append(pid)
         if victims:
             ended.append(record)
-        forget_job(jobs_dir / f"{record.pid}.json")
+    # Every file left is a dead writer's: records, and the temporary file of one killed mid-write.
+    for path in jobs_dir.glob("*"):
+        forget_job(path)
     return ended

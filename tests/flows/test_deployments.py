@@ -20,7 +20,8 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     from flows.ici_loop import ici_loop
 
     deployments = {d.name: d for d in build_deployments()}
-    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study"}
+    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study", "diffuse-phase3",
+                                "diffuse-visual-check", "diffuse-demo"}
     assert deployments["ici-loop"].entrypoint == "flows/ici_loop.py:ici_loop"
     form = parameter_schema(ici_loop).model_dump()  # what the UI's run form is built from
     assert form["required"] == ["run_root"]
@@ -31,6 +32,13 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     study_form = parameter_schema(ici_study).model_dump()
     assert {"modes", "strategies", "proposer", "indexer"} <= set(study_form["properties"])
     assert "baseline_runs" in study_form["definitions"]["ProposerOptions"]["properties"]
+    from flows.diffuse_phase3 import diffuse_phase3
+
+    diffuse_form = parameter_schema(diffuse_phase3).model_dump()
+    assert diffuse_form["required"] == ["cbf_image_paths", "output_base_dir"]
+    assert {"d_min_target", "ndiv_h"} <= set(diffuse_form["definitions"]["GridOptions"]["properties"])
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    assert {d["name"] for d in spec["deployments"]} == set(deployments)
     check = deployments["ici-flight-check"]
     assert check.schedules[0].schedule.interval == FLIGHT_CHECK_EVERY
     assert check.parameters == {"parent": "runs/flight-check/ici"}

@@ -23,12 +23,12 @@ from ptylib.diffraction.simulator import Simulator  # noqa: E402
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def _options(**detector: object) -> SimulationOptions:
+def _options(shape: str = "square", **detector: object) -> SimulationOptions:
     # Triclinic cell, misset, mosaic, per-sub-pixel polarisation: every path of the kernel.
     return SimulationOptions(
         crystal=CrystalOptions(cell_a_A=40.0, cell_b_A=45.0, cell_c_A=50.0, cell_alpha_deg=85.0, cell_beta_deg=95.0,
                                cell_gamma_deg=100.0, n_cells=(4, 5, 6), misset_deg=(3.0, -7.0, 11.0),
-                               mosaic_spread_deg=0.6, mosaic_domains=3, mosaic_seed=3),
+                               mosaic_spread_deg=0.6, mosaic_domains=3, mosaic_seed=3, shape=shape),
         detector=DetectorOptions(**{"fpixels": 23, "spixels": 17, "pixel_size_mm": 0.2, "distance_mm": 40.0,
                                     "oversample": 2, "oversample_polar": True, **detector}),
         beam=BeamOptions(fluence_photons_per_m2=1e28, kahn_factor=0.5),
@@ -81,10 +81,10 @@ def test_fused_kernel_matches_the_eager_kernel(dtype: torch.dtype, tolerance: fl
     assert _relative(misset[1].grad, misset[0].grad) <= tolerance
 
 
-@pytest.mark.parametrize("keep", [True, False])
-def test_analytic_gradients_match_finite_differences(keep: bool) -> None:
+@pytest.mark.parametrize(("keep", "shape"), [(True, "square"), (False, "square"), (True, "gauss")])
+def test_analytic_gradients_match_finite_differences(keep: bool, shape: str) -> None:
     # 6 x 5 pixels of 1.2 mm at 40 mm: few outputs for gradcheck, yet spots and slopes everywhere.
-    simulator = Simulator(_options(fpixels=6, spixels=5, pixel_size_mm=1.2), structure_factors=_table(),
+    simulator = Simulator(_options(shape, fpixels=6, spixels=5, pixel_size_mm=1.2), structure_factors=_table(),
                           chunk_elements=200)
     simulator.keep_jacobian = keep
     cell = simulator.tensor([40.0, 45.0, 50.0, 85.0, 95.0, 100.0]).requires_grad_()
@@ -127,7 +127,7 @@ def test_kept_jacobians_make_the_backward_pass_a_product_only() -> None:
         calls.clear()
         run = KernelRun(simulator._block_pixels, lambda: execution.intra_op_threads(None), counting, buffer)
         rows = lattice.clone().requires_grad_()
-        ChunkedIntensity.apply(rows, simulator._scattering_t, simulator._weight, (4.0, 5.0, 6.0),
+        ChunkedIntensity.apply(rows, simulator._scattering_t, simulator._weight, (4.0, 5.0, 6.0), "square",
                                simulator._factors, run).sum().backward()
         forward_calls = calls[:blocks]
         assert forward_calls == [buffer is not None] * blocks

@@ -29,8 +29,6 @@ from ptylib.ici.backends.dials_worker import (
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(dials_worker.__file__).resolve()
-needs_dials = pytest.mark.skipif(shutil.which("dials.import") is None, reason="DIALS is not installed "
-                                 "('dials.import' is not on PATH); apt-get install -y dials as root")
 
 
 @pytest.fixture
@@ -131,7 +129,6 @@ def _start_server(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
 
 @pytest.mark.dials
 @pytest.mark.slow
-@needs_dials
 def test_server_ends_with_the_last_flow_when_idle_and_on_stop(temp_dir: Path) -> None:
     env = {**os.environ, "TMPDIR": str(temp_dir)}
     sockets = temp_dir / f"ptyflows-{os.getuid()}"

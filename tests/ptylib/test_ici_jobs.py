@@ -97,6 +97,7 @@ def test_stale_jobs_are_ended_only_when_the_record_matches(tmp_path: Path) -> No
         decoy = tmp_path / JOBS_DIR / f"{os.getpid()}.json"
         decoy.write_text(record_path.read_text().replace(f'"pid": {proc.pid}', f'"pid": {os.getpid()}')
                          .replace(record.token, "0" * 32))
+        (tmp_path / JOBS_DIR / ".99.json.x1.tmp").write_text('{"pid": 99, "sta')  # a writer killed mid-write
         ended = end_stale_jobs(tmp_path)
         assert [r.pid for r in ended] == [proc.pid]
         assert _wait_gone([proc.pid, *pids]) == []
