@@ -1,8 +1,9 @@
 """Benchmark of the ptychography kernels: the LSQML adapter against pty-chi called directly, and the
-overlap-view spacing filter on 100k group centres.
+overlap-view spacing filter on 100k group centres; with ``--pinn``, the PINN instead: inference patterns
+per second against an LSQML reconstruction of the same test split, training seconds per epoch, peak memory.
 
-Run ``python bench/ptycho.py``. Prints a Markdown report and puts it in ``bench/RESULTS.md`` under
-``## Ptychography`` (replacing an older section of that name). Adapter and direct runs alternate on the
+Run ``python bench/ptycho.py [--pinn]``. Prints a Markdown report and puts it in ``bench/RESULTS.md`` under
+``## Ptychography`` or ``## Ptychography: PINN vs LSQML`` (replacing an older section of that name). Adapter and direct runs alternate on the
 same data in the same process, so machine load affects both alike; both use one torch thread, because
 on a shared 2-core machine OpenMP oversubscription swamps the comparison, and both wall and process CPU
 time are reported.
@@ -10,6 +11,8 @@ time are reported.
 
 from __future__ import annotations
 
+import argparse
+import resource
 import statistics
 import sys
 import time
@@ -36,6 +39,7 @@ from ptylib.ptycho.probes import focused_probe
 from ptylib.ptycho.scans import raster_positions
 
 HEADING = "## Ptychography"
+PINN_HEADING = "## Ptychography: PINN vs LSQML"
 N_PX, STEP_PX, EPOCHS, REPEATS = 64, 6, 10, 4
 
 
@@ -116,7 +120,68 @@ def time_spacing_filter() -> list[tuple[str, str, str]]:
     return rows
 
 
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (GiB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def time_pinn() -> list[tuple[str, str, str]]:
+    """PINN (the study's network, gs1 and gs2) vs LSQML on one 256-pattern test split of 64×64 patterns."""
+    from ptylib.ptycho.dataset import with_groups
+    from ptylib.ptycho.options import StudyDesign
+    from ptylib.ptycho.pinn.infer import reconstruct
+    from ptylib.ptycho.pinn.options import ModelKind
+    from ptylib.ptycho.pinn.train import train_model
+
+    data = scan_dataset(16)
+    data = with_groups(data, knn_groups(data["xcoords"], data["ycoords"], neighbor_count=7, gridsize=2,
+                                        rng=np.random.default_rng(6)))
+    design = StudyDesign.for_profile("small")
+    options = design.training.model_copy(update={"epochs": 3})
+    rows, start_rss = [], peak_rss_gib()
+    for gridsize in (1, 2):
+        trained = train_model(data, ModelKind.PINN, gridsize, options)
+        rows.append(((f"PINN gs{gridsize} training, {len(data['xcoords'])} groups of {gridsize ** 2}×64×64, "
+                      f"batch {options.batch_size}, {options.filters} filters"),
+                     f"{trained.seconds_per_epoch:.2f} s/epoch",
+                     (f"mean of epochs 2-{options.epochs} (epoch 1 also traces the graph); TF threads "
+                      f"{options.threads}")))
+        sidecar = {"gridsize": gridsize, "patch_size_px": N_PX}
+        reconstruct(trained.network, sidecar, data)  # warm-up: graph tracing
+        runs = []
+        for _ in range(3):
+            wall = time.perf_counter()
+            rec = reconstruct(trained.network, sidecar, data)
+            runs.append((time.perf_counter() - wall, rec))
+        pinn_s, rec = min(runs, key=lambda run: run[0])
+        if gridsize == 1:
+            pinn_gs1 = (pinn_s, rec.n_patterns)
+        rows.append((f"PINN gs{gridsize} inference + stitching of the split",
+                     f"{pinn_s:.3f} s, {rec.n_patterns / pinn_s:,.0f} patterns/s",
+                     f"best of 3; network alone {rec.seconds:.3f} s"))
+    train_rss = peak_rss_gib()
+    options_l = LSQMLOptions(epochs=design.lsqml_epochs, batch_size=design.lsqml_batch_size, seed=0, threads=1)
+    wall = time.perf_counter()
+    run_lsqml(data["diffraction"], data["probeGuess"], data["xcoords"], data["ycoords"], options_l)
+    lsqml_s = time.perf_counter() - wall
+    rows.append(((f"LSQML of the same split, {options_l.epochs} epochs, batch {options_l.batch_size} (the study's "
+                  "small profile)"), f"{lsqml_s:.1f} s", "1 torch thread, build included"))
+    rows.append(("LSQML time / PINN gs1 inference time (target ≥ 100)", f"{lsqml_s / pinn_gs1[0]:.0f}×",
+                 f"{pinn_gs1[1]} patterns; same process, same data"))
+    rows.append(("peak resident memory", (f"{start_rss:.2f} GiB before, {train_rss:.2f} GiB after PINN training "
+                                          f"and inference, {peak_rss_gib():.2f} GiB after LSQML"),
+                 "process peak (ru_maxrss), TF + torch imported"))
+    return rows
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pinn", action="store_true", help="time the PINN against LSQML instead")
+    if parser.parse_args().pinn:
+        report = measurement_report(PINN_HEADING, machine_line("1 thread in the LSQML run"), time_pinn())
+        print(report)
+        store_section(PINN_HEADING, report)
+        return
     header = machine_line("1 thread in the LSQML runs")
     rows: list[tuple[str, str, str]] = []
     for side in (16, 32):

@@ -19,10 +19,12 @@ def build_deployments() -> list:
     from flows.diffuse_demo import diffuse_demo
     from flows.diffuse_phase3 import diffuse_phase3
     from flows.diffuse_visual_check import diffuse_visual_check
+    from flows.dose_overlap_study import dose_overlap_study
     from flows.ici_demo import ici_demo
     from flows.ici_flight_check import ici_flight_check
     from flows.ici_loop import ici_loop
     from flows.ici_study import ici_study
+    from flows.sim_lines_debug import sim_lines_ab, sim_lines_debug
 
     return [
         ici_loop.to_deployment(
@@ -36,6 +38,11 @@ def build_deployments() -> list:
         ici_study.to_deployment(
             name="ici-study", tags=["ici", "study"],
             description="ICI convergence study: the proposer vs the seed's hillmap, spiral and random search.",
+        ),
+        dose_overlap_study.to_deployment(
+            name="dose-overlap-study", tags=["ptycho", "study"],
+            description="Dose/overlap ptychography study A-H: datasets, views, PINN/baseline training (TensorFlow), "
+                        "pty-chi LSQML, three-way comparison, summary. Set run_dir and profile in the form.",
         ),
         # A scheduled flight check on tiny synthetic data, on a fresh run root each time: a broken install
         # or a loop that no longer finds the centres shows up as a failed run.
@@ -57,6 +64,14 @@ def build_deployments() -> list:
         diffuse_demo.to_deployment(
             name="diffuse-demo", tags=["diffuse", "demo"],
             description="Render the synthetic still set with known truth, process it, write accuracy.json.",
+        ),
+        sim_lines_debug.to_deployment(
+            name="sim-lines-debug", tags=["ptycho", "debug"],
+            description="Sim-lines debug scenario (lines object, PINN, stitch) with diagnostics and a pass/fail report.",
+        ),
+        sim_lines_ab.to_deployment(
+            name="sim-lines-ab", tags=["ptycho", "debug"],
+            description="Sim-lines A/B diagnostic: grid vs non-grid, probe normalisation, grouping or reassembly limits.",
         ),
     ]
 

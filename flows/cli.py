@@ -19,7 +19,8 @@ pipelines:
   ici        iterative detector-shift (beam-centre) indexing loop for serial crystallography
   simulate   render one diffraction image with the differentiable (torch) simulator
   refine     recover mosaic spread and misset by gradient descent through the simulator
-  study      dose/overlap ptychography study (datasets, overlap views, pty-chi LSQML)
+  study      dose/overlap ptychography study (datasets, views, PINN, LSQML, comparison)
+  debug      sim-lines debug scenarios: PINN on a lines object, diagnostics, pass/fail report
   diffuse    diffuse scattering from stills: Phases 1-3 and the Phase 3 visual check
   demo       the main job on the built-in synthetic data (small profile)
 """
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.study_cli import add_study_arguments
 
     add_study_arguments(sub)
+    from flows.debug_cli import add_debug_arguments
+
+    add_debug_arguments(sub)
     from flows.diffuse_cli import add_diffuse_commands
 
     add_diffuse_commands(sub)

@@ -1,5 +1,6 @@
-"""The dose/overlap ptychography study, part 1: phases A (design), B (inputs), C (datasets per dose),
-D (dense/sparse overlap views) and F (pty-chi LSQML of every test split), each a subflow.
+"""The dose/overlap ptychography study: phases A (design), B (inputs), C (datasets per dose), D (dense/sparse
+overlap views), E (PINN and baseline training, :mod:`flows.dose_overlap_learning`), F (pty-chi LSQML of
+every test split), G (three-way comparison) and H (summary), each a subflow.
 
 Every phase reads and writes files under ``run_dir`` only and can run on its own once the phases before
 it have finished. Finished steps are reused (their records match the design and input hashes), so a rerun
@@ -14,6 +15,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.dose_overlap_learning import compare_phase, summary_phase, train_phase
 from ptylib.io.lock import RunRootLock
 from ptylib.io.manifest import read_manifest, write_manifest
 from ptylib.ptycho.layout import DESIGN, INPUTS, RUN_MANIFEST, VIEWS_MANIFEST
@@ -33,7 +35,7 @@ from tasks.ptycho import (
     views_manifest_task,
 )
 
-PHASES = "ABCDF"
+PHASES = "ABCDEFGH"
 
 
 @flow(name="study-phase-a-design", flow_run_name="design-{profile}")
@@ -100,8 +102,10 @@ def lsqml_phase(run_dir: str, torch_threads: int | None = 1, device: Device = De
 @flow(name="dose-overlap-study", flow_run_name="study-{profile}-{phases}")
 def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDesign | None = None,
                        object_npz: str | None = None, phases: str = PHASES, torch_threads: int | None = 1,
-                       device: Device = Device.AUTO, force: bool = False) -> dict[str, Any]:
-    """Run the requested phases (letters of ``ABCDF``, in order) of the study in ``run_dir``.
+                       device: Device = Device.AUTO, force: bool = False, doses: list[float] | None = None,
+                       views: list[str] | None = None, gridsizes: list[int] | None = None, dry_run: bool = False,
+                       guardrail_reference: str | None = None, guardrail_tolerance: float = 0.25) -> dict[str, Any]:
+    """Run the requested phases (letters of ``ABCDEFGH``, in order) of the study in ``run_dir``.
 
     Parameters
     ----------
@@ -109,23 +113,34 @@ def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDe
     profile, design : the named profile's design, or an explicit one (it wins). A folder keeps its design.
     object_npz : a real reconstruction (``objectGuess``, ``probeGuess``) instead of the synthetic pair
         (relative to the working directory).
-    phases : which phases to run; earlier finished phases are reused, so ``"ABCDF"`` resumes a study.
+    phases : which phases to run; earlier finished steps are reused, so ``"ABCDEFGH"`` resumes a study.
     torch_threads : torch threads for LSQML (None: torch's default). One by default: pty-chi's many small
         CPU kernels gain little from more, and on a shared machine OpenMP oversubscription slows them tenfold.
     device : where LSQML runs: auto (CUDA when torch sees one), cpu or cuda.
     force : replace inputs that a finished phase B made from another object (and all derived from them).
+    doses, views, gridsizes : phase E's job filters (``full`` is a dose's whole train split).
+    dry_run : phase E only plans its jobs (``phase_e/training_plan.json``); phases after E are not run.
+    guardrail_reference, guardrail_tolerance : a reference ``training_manifest.json`` (relative to the
+        working directory) whose final losses the trained jobs must not exceed by more than the tolerance.
     """
     unknown = set(phases) - set(PHASES)
     if unknown or not phases:
         raise ValueError(f"phases must be letters of {PHASES}, got {phases!r}")
+    if guardrail_reference is not None and not Path(guardrail_reference).is_file():
+        raise ValueError(f"{guardrail_reference}: no such guardrail reference manifest (a phase_e/"
+                         "training_manifest.json of an accepted run)")
     root = Path(run_dir).resolve()
     object_npz = str(Path(object_npz).resolve()) if object_npz else None
+    guardrail_reference = str(Path(guardrail_reference).resolve()) if guardrail_reference else None
     design = design or StudyDesign.for_profile(profile)
     outputs: dict[str, Any] = {}
     steps = {"A": lambda: design_phase(str(root), profile, design),
              "B": lambda: inputs_phase(str(root), object_npz, force),
              "C": lambda: generation_phase(str(root)), "D": lambda: views_phase(str(root)),
-             "F": lambda: lsqml_phase(str(root), torch_threads, device)}
+             "E": lambda: train_phase(str(root), doses or [], views or [], gridsizes or [], dry_run,
+                                      guardrail_reference, guardrail_tolerance),
+             "F": lambda: lsqml_phase(str(root), torch_threads, device), "G": lambda: compare_phase(str(root)),
+             "H": lambda: summary_phase(str(root))}
     with RunRootLock(root, owner="dose-overlap-study flow"):
         check_run_dir(root, design, object_npz, force=force)
         try:
@@ -133,12 +148,15 @@ def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDe
         except ValueError:
             outputs = {}
         for letter in PHASES:
-            if letter in phases:
+            if letter in phases and not (dry_run and letter > "E"):
                 outputs[letter] = steps[letter]()
         stored = load_design(root / DESIGN)
         write_manifest(root, pipeline="dose_overlap_study", inputs=[object_npz] if object_npz else [],
-                       parameters={"profile": profile, "design": stored, "object_npz": object_npz, "phases": phases},
+                       parameters={"profile": profile, "design": stored, "object_npz": object_npz, "phases": phases,
+                                   "filters": {"doses": doses, "views": views, "gridsizes": gridsizes},
+                                   "dry_run": dry_run, "guardrail_reference": guardrail_reference},
                        outputs=outputs, extra={"seeds": {"simulation": stored.seed_simulation,
                                                          "grouping": stored.seed_grouping,
-                                                         "subsampling": stored.seed_subsampling}})
+                                                         "subsampling": stored.seed_subsampling,
+                                                         "training": stored.training.seed}})
     return {"run_dir": str(root), "outputs": outputs}

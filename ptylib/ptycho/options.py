@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ptylib.ptycho.lsqml import LSQMLOptions
+from ptylib.ptycho.pinn.options import TrainingOptions
 
 Profile = Literal["smoke", "small", "full"]
 PROFILES: tuple[str, ...] = ("smoke", "small", "full")
@@ -99,6 +100,8 @@ class StudyDesign(BaseModel):
     """pty-chi LSQML minibatch size (patterns); the LSQML adapter's default, chosen by bench/lsqml_batch.py."""
     simulation: SimulationOptions = Field(default_factory=SimulationOptions)
     """Synthetic object / probe / scan."""
+    training: TrainingOptions = Field(default_factory=TrainingOptions)
+    """PINN and supervised-baseline training (phase E)."""
 
     @field_validator("doses")
     @classmethod
@@ -140,6 +143,9 @@ class StudyDesign(BaseModel):
         if self.neighbor_count < self.group_size:
             raise ValueError(f"neighbor_count K={self.neighbor_count} must be ≥ C=gridsize²={self.group_size} "
                              "for K-choose-C grouping")
+        if self.patch_size_px % 8:
+            raise ValueError(f"patch_size_px ({self.patch_size_px}) must be divisible by 8 for the PINN's three "
+                             "2x downsamplings")
         if self.simulation.object_size_px < 2 * self.patch_size_px:
             raise ValueError(f"simulation.object_size_px ({self.simulation.object_size_px}) must be at least "
                              f"2·patch_size_px ({2 * self.patch_size_px}) to leave room for a train/test split")
@@ -164,8 +170,10 @@ class StudyDesign(BaseModel):
 
 _PROFILE_OVERRIDES: dict[str, dict[str, object]] = {
     "full": {},
-    "small": {"patch_size_px": 64, "simulation": {"object_size_px": 256, "scan_step_px": 8}},
+    "small": {"patch_size_px": 64, "simulation": {"object_size_px": 256, "scan_step_px": 8},
+              "training": {"epochs": 20, "min_steps": 800}},
     # smoke's min_groups = 6 makes its sparse view (4-5 groups per split) a recorded skip: tests see both paths.
     "smoke": {"patch_size_px": 32, "doses": (1e3, 1e5), "lsqml_epochs": 30, "lsqml_batch_size": 64,
-              "min_groups": 6, "simulation": {"object_size_px": 128, "scan_step_px": 4}},
+              "min_groups": 6, "simulation": {"object_size_px": 128, "scan_step_px": 4},
+              "training": {"epochs": 3, "filters": 8, "batch_size": 8}},
 }

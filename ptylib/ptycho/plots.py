@@ -42,12 +42,12 @@ def spacing_figure(parts: Mapping[str, tuple[np.ndarray, np.ndarray]], min_spaci
     return fig
 
 
-def loss_figure(loss: np.ndarray, title: str) -> Any:
-    """LSQML loss per epoch (log scale)."""
+def loss_figure(loss: np.ndarray, title: str, ylabel: str = "loss (pty-chi displayed)") -> Any:
+    """A loss per epoch (log scale): LSQML's by default, or a network's training loss."""
     fig, axes = _figure(1, width=5.0)
     ax = axes[0, 0]
     ax.semilogy(np.arange(1, len(loss) + 1), loss, marker=".")
-    ax.set(xlabel="epoch", ylabel="loss (pty-chi displayed)", title=title)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
     ax.grid(True, which="both", alpha=0.3)
     return fig
 
@@ -63,5 +63,68 @@ def object_figure(reconstruction: np.ndarray, truth: np.ndarray, title: str) -> 
         axes[0, k].set_title(label, fontsize=9)
         axes[0, k].axis("off")
         fig.colorbar(shown, ax=axes[0, k], fraction=0.046)
+    fig.suptitle(title)
+    return fig
+
+
+def comparison_figure(aligned: Mapping[str, np.ndarray], methods: tuple[str, ...],
+                      frc_curves: Mapping[str, tuple[np.ndarray, np.ndarray]], threshold: float, title: str) -> Any:
+    """Rows amplitude / phase / phase error, columns truth and each registered method; FRC curves at the right."""
+    from matplotlib.figure import Figure
+
+    # Constrained layout keeps the colour bars off the FRC panel that spans the last column.
+    fig = Figure(figsize=(3.0 * (len(methods) + 2), 8.4), layout="constrained")
+    grid = fig.add_gridspec(3, len(methods) + 2)
+    columns = [("truth", aligned["truth"], aligned["truth"])]
+    columns += [(m, aligned[m], aligned[f"{m}_truth"]) for m in methods]
+    amp_ref, phase_ref = np.abs(aligned["truth"]), np.angle(aligned["truth"])
+    for j, (name, image, truth) in enumerate(columns):
+        error = np.angle(image * np.conj(truth))
+        panels = ((np.abs(image), "gray", amp_ref.min(), amp_ref.max(), f"{name} amplitude"),
+                  (np.angle(image), "viridis", phase_ref.min(), phase_ref.max(), f"{name} phase (rad)"),
+                  (error, "RdBu_r", -0.5, 0.5, f"{name} phase error (rad)"))
+        for i, (data, cmap, low, high, label) in enumerate(panels):
+            ax = fig.add_subplot(grid[i, j])
+            shown = ax.imshow(data, cmap=cmap, vmin=low, vmax=high)
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+            if j == len(columns) - 1:
+                fig.colorbar(shown, ax=ax, fraction=0.046)
+    ax = fig.add_subplot(grid[:, -1])
+    for method, (frequency, curve) in frc_curves.items():
+        ax.plot(frequency, curve, label=method)
+    ax.axhline(threshold, color="k", ls="--", lw=0.8)
+    ax.set(xlabel="spatial frequency (1/px)", ylabel="FRC", title="FRC vs truth", ylim=(-0.1, 1.05))
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def metric_vs_dose_figure(rows: list[Mapping[str, Any]], metric: str, ylabel: str, title: str) -> Any:
+    """One line per (method, view) of ``metric`` against dose (log x axis)."""
+    fig, axes = _figure(1, width=5.6, height=3.8)
+    ax = axes[0, 0]
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in rows:
+        series.setdefault((row["method"], row["view"]), []).append((row["dose"], row[metric]))
+    styles = {"pinn": "o-", "baseline": "s--", "lsqml": "^:"}
+    for (method, view), points in sorted(series.items()):
+        points.sort()
+        ax.semilogx(*zip(*points), styles.get(method, ".-"), label=f"{method} ({view})")
+    ax.set(xlabel="dose (photons per exposure)", ylabel=ylabel, title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def amplitude_phase_figure(image: np.ndarray, title: str) -> Any:
+    """Amplitude and phase (radians) of one complex image."""
+    fig, axes = _figure(2, width=3.6, height=3.2)
+    for ax, (data, cmap, label) in zip(axes[0], ((np.abs(image), "gray", "amplitude"),
+                                                 (np.angle(image), "viridis", "phase (rad)"))):
+        shown = ax.imshow(data, cmap=cmap)
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+        fig.colorbar(shown, ax=ax, fraction=0.046)
     fig.suptitle(title)
     return fig

@@ -20,8 +20,9 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     from flows.ici_loop import ici_loop
 
     deployments = {d.name: d for d in build_deployments()}
-    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study", "diffuse-phase3",
-                                "diffuse-visual-check", "diffuse-demo"}
+    assert set(deployments) == {"ici-loop", "ici-demo", "ici-flight-check", "ici-study", "dose-overlap-study",
+                                "sim-lines-debug", "sim-lines-ab", "diffuse-phase3", "diffuse-visual-check",
+                                "diffuse-demo"}
     assert deployments["ici-loop"].entrypoint == "flows/ici_loop.py:ici_loop"
     form = parameter_schema(ici_loop).model_dump()  # what the UI's run form is built from
     assert form["required"] == ["run_root"]
@@ -32,6 +33,18 @@ def test_served_deployments_have_forms_and_valid_parameters() -> None:
     study_form = parameter_schema(ici_study).model_dump()
     assert {"modes", "strategies", "proposer", "indexer"} <= set(study_form["properties"])
     assert "baseline_runs" in study_form["definitions"]["ProposerOptions"]["properties"]
+    from flows.dose_overlap_study import dose_overlap_study
+
+    study = parameter_schema(dose_overlap_study).model_dump()
+    assert study["required"] == ["run_dir"]
+    assert {"profile", "phases", "doses", "views", "gridsizes", "dry_run", "guardrail_reference"} <= set(
+        study["properties"])
+    from flows.sim_lines_debug import sim_lines_debug
+
+    debug_form = parameter_schema(sim_lines_debug).model_dump()
+    assert debug_form["properties"]["scenario"]["enum"][:2] == ["gs1_ideal", "gs2_ideal"]
+    assert {"epochs", "rescale", "probe_npz", "canvas_px", "options"} <= set(debug_form["properties"])
+    assert "min_pearson" in debug_form["definitions"]["ScenarioOptions"]["properties"]
     from flows.diffuse_phase3 import diffuse_phase3
 
     diffuse_form = parameter_schema(diffuse_phase3).model_dump()

@@ -42,7 +42,7 @@ def test_smoke_study_end_to_end(tmp_path: Path) -> None:
     from flows.dose_overlap_study import dose_overlap_study
 
     root = tmp_path / "study"
-    result = dose_overlap_study(run_dir=str(root), profile="smoke")
+    result = dose_overlap_study(run_dir=str(root), profile="smoke", phases="ABCDF")  # E, G, H: test_dose_overlap_learning
     assert set(result["outputs"]) == set("ABCDF")
     design = StudyDesign.for_profile("smoke")
     assert study.load_design(root / "phase_a" / "design.json") == design
@@ -132,8 +132,8 @@ def test_phases_refuse_missing_inputs_and_a_changed_design(tmp_path: Path) -> No
     design_phase(run_dir=str(tmp_path / "s"), profile="smoke")
     with pytest.raises(ValueError, match="holds a different design .*patch_size_px"):
         design_phase(run_dir=str(tmp_path / "s"), profile="small")
-    with pytest.raises(ValueError, match="phases must be letters of ABCDF"):
-        dose_overlap_study(run_dir=str(tmp_path / "s"), profile="smoke", phases="AE")
+    with pytest.raises(ValueError, match="phases must be letters of ABCDEFGH"):
+        dose_overlap_study(run_dir=str(tmp_path / "s"), profile="smoke", phases="AZ")
 
 
 def test_invalid_design_is_never_written(tmp_path: Path) -> None:
