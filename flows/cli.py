@@ -37,7 +37,10 @@ def _add_ici(sub: argparse._SubParsersAction) -> None:
 
     from flows import ici_cli_run
 
-    run = ici_sub.add_parser("run", help="run the ICI loop as a Prefect flow on your HDF5 data")
+    run = ici_sub.add_parser("run", help="run the ICI loop as a Prefect flow on your stills or HDF5 data",
+                             description="The ICI loop (flows/ici_loop.py) on your data: index every event at its "
+                                         "proposed detector shift, ingest, propose, repeat; the answer is "
+                                         "RUN_ROOT/centres.csv.")
     ici_cli_run.add_run_arguments(run)
     run.set_defaults(handler=ici_cli_run.run_loop)
 
@@ -93,10 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
+    """Parse ``argv`` and run the chosen subcommand; returns the process exit code.
+
+    The project's own errors (bad input, a locked run root, a dead indexer) end as one line
+    ``error: ...`` on stderr with exit code 2, not a traceback.
+    """
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exception types that describe the user's input or environment (imported only when needed)."""
+    from ptylib.ici.loop import IndexerFailedError
+    from ptylib.ici.model import IciInputError
+    from ptylib.io.lock import RunRootLockedError
+
+    return IciInputError, IndexerFailedError, RunRootLockedError
 
 
 if __name__ == "__main__":

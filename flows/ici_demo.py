@@ -43,12 +43,17 @@ class DemoData:
     dials_options: dict[str, Any] | None
     geometry_path: Path | None = None
     indexamajig: Path | None = None
+    images: str | None = None
 
     def loop_arguments(self, refine: bool) -> dict[str, Any]:
-        """``inputs`` and backend options of ``ici_loop``, with or without detector refinement."""
+        """The events and backend options of ``ici_loop``, with or without detector refinement.
+
+        DIALS indexes the rendered stills as a folder of CBFs (``images``), as a user's data would be.
+        """
         if self.dials_options is not None:
-            dials = DialsOptions(**self.dials_options, mode="refine" if refine else "fixed")
-            return {"inputs": [str(self.h5_path)], "backend": BackendName.DIALS, "dials": dials}
+            options = {k: v for k, v in self.dials_options.items() if k != "image_template"}
+            dials = DialsOptions(**options, mode="refine" if refine else "fixed")
+            return {"images": self.images, "backend": BackendName.DIALS, "dials": dials}
         crystfel = CrystfelOptions(geometry=self.geometry_path, indexamajig=str(self.indexamajig), refine=refine)
         return {"inputs": [str(self.h5_path)], "backend": BackendName.CRYSTFEL, "crystfel": crystfel}
 
@@ -65,8 +70,8 @@ def prepare_demo_data(root: Path, n_events: int, data_seed: int, radius_mm: floa
         from ptylib.ici.synthetic.dials_dataset import make_dials_dataset
 
         data = make_dials_dataset(root / "data", events=n_events, seed=data_seed, radius_mm=radius_mm)
-        print(f"rendered {n_events} stills in {data.h5_path}; indexing them with DIALS")
-        return DemoData(data.h5_path, data.dials_options)
+        print(f"{n_events} stills ({data.images}); indexing them with DIALS")
+        return DemoData(data.h5_path, data.dials_options, images=data.images)
     run = make_synthetic_run(root / "data", n_events, seed=data_seed, radius_mm=radius_mm)
     why = " (DIALS is not installed)" if indexer == "auto" else ""
     print(f"synthetic run: {run.n_events} events in {run.h5_path} (hidden true centres in {run.truth_path.name}); "
@@ -77,7 +82,7 @@ def prepare_demo_data(root: Path, n_events: int, data_seed: int, radius_mm: floa
 @flow(name="ici-demo", log_prints=True)
 def ici_demo(
     run_root: str = "runs/demo/ici",
-    n_events: int = 24,
+    n_events: int = 16,
     data_seed: int = 2026,
     refine: bool = True,
     indexer: str = "auto",

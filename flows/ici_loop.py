@@ -16,8 +16,11 @@ from ptylib.ici.backends import (
     DialsOptions,
     make_backend,
 )
+from ptylib.ici.backends.checks import check_backend_inputs, image_template
 from ptylib.ici.events import resolve_events
+from ptylib.ici.images import is_hdf5
 from ptylib.ici.jobs import end_stale_jobs
+from ptylib.ici.loop import IndexerFailedError
 from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import RunRootLock
@@ -43,6 +46,7 @@ def ici_loop(
     inputs: list[str] | None = None,
     events: str = "all",
     event_list: str | None = None,
+    images: str | None = None,
     backend: BackendName = BackendName.CRYSTFEL,
     crystfel: CrystfelOptions | None = None,
     command: CommandOptions | None = None,
@@ -61,14 +65,18 @@ def ici_loop(
     run_root : folder of the run: ``run_###/event_######/``, ``image_run_log.csv``, ``image_run_state.json``.
     inputs, events, event_list : CrystFEL-style HDF5 files with an event selection (``all``, ``0-9,12``),
         and/or a list file of ``file.h5 //N`` lines.
+    images : still images, one event each: a glob (``stills/*.cbf``) or a list file of image paths
+        (relative paths: to the working directory); the ``dials`` backend indexes them directly.
     backend, crystfel, command, dials : the indexer and its options.
     proposer : the proposer's knobs (the seed's defaults).
     max_iterations : total number of runs of the run root (a resumed loop continues up to it).
     workers : event batches indexed at the same time; batch_size : events per task run (0 = automatic).
     event_timeout_s : wall-clock limit of one event's indexing job.
 
-    When an input file has a hidden truth beside it (``<file>.truth.json``, synthetic data), the final
-    report also gives each event's distance from its best centre to its true centre.
+    Every loop ends with ``centres.csv`` in the run root (each event's answer, also the table artifact
+    ``ici-centres``). When an input has a hidden truth beside it (``<file>.truth.json``, synthetic
+    data), the report also gives each event's distance from its centres to the true centre. Raises
+    :class:`~ptylib.ici.loop.IndexerFailedError` when the indexer fails on every event of a run.
     """
     logger = get_run_logger()
     root = Path(reject_control_characters(Path(run_root).resolve(), "run_root"))
@@ -76,13 +84,16 @@ def ici_loop(
     backend_options = {BackendName.CRYSTFEL: crystfel, BackendName.COMMAND: command,
                        BackendName.DIALS: dials}[BackendName(backend)]
     indexer = make_backend(backend, backend_options)
+    keys = resolve_events(inputs or [], events, event_list, images=images)
+    check_backend_inputs(keys, indexer)
     with RunRootLock(root, owner="ici-loop flow"):
         for job in end_stale_jobs(root):  # left by an earlier run that died without ending them
             logger.warning("ended stale indexing job %s (pid %d) of an earlier run", job.script, job.pid)
-        keys = resolve_events(inputs or [], events, event_list)
         write_manifest(root, pipeline="ici_loop", inputs=inputs or [], parameters={
-            "inputs": inputs, "events": events, "event_list": event_list, "backend": str(backend),
-            "backend_options": dataclasses.asdict(backend_options) if backend_options else {}, "proposer": options.to_dict(), "max_iterations": max_iterations,
+            "inputs": inputs, "events": events, "event_list": event_list,
+            "images": [key.h5_path for key in keys if not is_hdf5(key.h5_path)], "backend": str(backend),
+            "backend_options": dataclasses.asdict(backend_options) if backend_options else {},
+            "proposer": options.to_dict(), "max_iterations": max_iterations,
             "initial_shift_mm": initial_shift_mm, "workers": workers, "event_timeout_s": event_timeout_s,
         })
         if (root / LEDGER_NAME).exists():
@@ -104,10 +115,12 @@ def ici_loop(
                 pending.append(run_events_task.submit(batch, event_timeout_s))
             for future in as_completed(pending):
                 progress.advance(len(future.result()))
-            collect_run_task(str(root), plan, indexer)
+            failure = collect_run_task(str(root), plan, indexer)["failure"]
+            if failure:
+                raise IndexerFailedError(failure)
             ingest_task(str(root), plan.run_n)
             propose_task(str(root), options)
             summary_task(str(root), plan.run_n)
-        report = report_task(str(root), keys, options)
+        report = report_task(str(root), keys, options, image_template(backend_options))
     publish_markdown("ici-loop-final", report["markdown"], "ICI loop: final report")
     return report

@@ -32,7 +32,7 @@ MODES = ("fixed", "refine")
 @flow(name="ici-study", log_prints=True)
 def ici_study(
     run_root: str = "runs/study/ici",
-    n_events: int = 24,
+    n_events: int = 16,
     data_seed: int = 2026,
     modes: tuple[str, ...] = MODES,
     strategies: tuple[str, ...] = POLICIES,

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ptylib.ici.backends.base import IndexerBackend
-from ptylib.ici.loop import RunPlan, plan_next_run
+from ptylib.ici.loop import RunPlan, dead_indexer_message, plan_next_run
 from ptylib.ici.model import EventKey
 from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.proposer.propose import propose_run_root
@@ -57,12 +57,17 @@ def run_events_task(scripts: Sequence[str], timeout_s: float) -> list[int]:
 
 
 @task(name="ici-collect-run", cache_policy=NO_CACHE)
-def collect_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> dict[str, int]:
-    """Concatenate the stream parts, parse every event and write ``chunk_metrics_###.csv``."""
+def collect_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> dict[str, object]:
+    """Concatenate the stream parts, parse every event and write ``chunk_metrics_###.csv``.
+
+    ``failure`` is the message of an indexer that failed on every event (None otherwise).
+    """
     run_dir = run_directory(Path(run_root), plan.run_n)
     missing = concatenate_streams(run_dir, plan.run_n, [job.event_index for job in plan.jobs])
     results = collect_run(run_dir, plan.run_n, plan.jobs, backend)
-    return {"events": len(results), "indexed": sum(r.metric.indexed for r in results), "missing_parts": len(missing)}
+    indexed = sum(r.metric.indexed for r in results)
+    failure = None if indexed else dead_indexer_message(Path(run_root), plan)
+    return {"events": len(results), "indexed": indexed, "missing_parts": len(missing), "failure": failure}
 
 
 @task(name="ici-ingest", cache_policy=NO_CACHE)
@@ -92,9 +97,14 @@ def summary_task(run_root: str, run_n: int) -> str:
 
 
 @task(name="ici-report", cache_policy=NO_CACHE)
-def report_task(run_root: str, events: Sequence[EventKey], options: ProposerOptions) -> dict[str, object]:
-    """Write the final report files and return its Markdown and figures (with true-centre errors when known)."""
-    report = build_report(Path(run_root), known_true_centres_mm(events), options)
+def report_task(run_root: str, events: Sequence[EventKey], options: ProposerOptions,
+                image_template: str | None = None) -> dict[str, object]:
+    """Write the final report files and ``centres.csv``; return the Markdown, figures and centres table.
+
+    With a known truth the figures and the table give the errors to the true centres.
+    """
+    report = build_report(Path(run_root), known_true_centres_mm(events), options, image_template)
+    publish_table("ici-centres", report["centres"], "ICI: each event's centre (centres.csv)")
     publish_table("ici-final-figures", [{"figure": k, "value": v} for k, v in report["figures"].items()])
     return report
 

@@ -59,29 +59,45 @@ class GlobalVoxelGrid:
         return b_matrix(self.cell_avg)
 
     def voxel_indices(self, hkl: np.ndarray, q_mag: np.ndarray | None = None) -> np.ndarray:
-        """Flat voxel index (int32, int64 for grids over 2^31 voxels) of each fractional ``hkl`` (n, 3); -1 outside the bounds or beyond d_min."""
+        """Flat voxel index (:attr:`index_dtype`) of each fractional ``hkl`` (n, 3); -1 outside the bounds or beyond d_min."""
         return self.scaled_indices(hkl * np.asarray(self.ndiv, dtype=hkl.dtype), q_mag)
 
-    def scaled_indices(self, scaled: np.ndarray, q_mag: np.ndarray | None = None) -> np.ndarray:
-        """As :meth:`voxel_indices` for ``hkl * ndiv`` already computed (n, 3); ``scaled`` is overwritten."""
-        np.rint(scaled, out=scaled)
-        scaled += (np.asarray(self.hkl_max) * np.asarray(self.ndiv)).astype(scaled.dtype)
+    @property
+    def index_dtype(self) -> type[np.signedinteger]:
+        """Dtype of flat voxel indices: int32 (half the memory traffic) unless the grid has 2^31 voxels or more."""
+        return np.int64 if self.n_voxels >= 2**31 else np.int32
+
+    def scaled_indices(self, scaled: np.ndarray, q_mag: np.ndarray | None = None,
+                       out: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`voxel_indices` for ``hkl * ndiv`` already computed (n, 3); ``scaled`` is overwritten.
+
+        ``out`` (n,) of :attr:`index_dtype` receives the indices when given (and is returned).
+        """
         shape = self.shape
-        # One pass per axis on int32 columns; a negative value wraps to a huge unsigned one, so a
-        # single unsigned comparison checks both bounds.
-        axes = [scaled[:, k].astype(np.int32) for k in range(3)]
-        inside = axes[0].view(np.uint32) < shape[0]
-        inside &= axes[1].view(np.uint32) < shape[1]
-        inside &= axes[2].view(np.uint32) < shape[2]
+        dtype = self.index_dtype
+        np.rint(scaled, out=scaled)
+        # Axis-major integer copy: every later pass runs on contiguous rows instead of stride-3 columns.
+        axes = np.empty((3, scaled.shape[0]), dtype=dtype)
+        with np.errstate(invalid="ignore"):  # NaN / huge values cast to garbage that the bounds check rejects
+            np.copyto(axes, scaled.T, casting="unsafe")
+        axes += (np.asarray(self.hkl_max) * np.asarray(self.ndiv)).astype(dtype)[:, None]
+        # A negative value wraps to a huge unsigned one, so a single unsigned comparison checks both
+        # bounds; the bounds are unsigned scalars so that numpy does not widen the comparison.
+        unsigned = axes.view(np.uint32 if dtype is np.int32 else np.uint64)
+        limit = unsigned.dtype.type
+        outside = unsigned[0] >= limit(shape[0])
+        outside |= unsigned[1] >= limit(shape[1])
+        outside |= unsigned[2] >= limit(shape[2])
         if q_mag is not None:
-            inside &= q_mag <= 1.0 / self.d_min_A
-        # int32 arithmetic (half the memory traffic) unless the grid is too large for it.
-        flat = axes[0].astype(np.int64 if self.n_voxels >= 2**31 else np.int32)
-        flat *= shape[1]
+            # "not <=" rather than ">" so that a NaN |q| counts as outside.
+            outside |= ~(q_mag <= 1.0 / self.d_min_A)
+        flat = np.multiply(axes[0], shape[1] * shape[2], out=out)
+        axes[1] *= shape[2]
         flat += axes[1]
-        flat *= shape[2]
         flat += axes[2]
-        flat[~inside] = -1
+        # -1 has every bit set, so OR-ing minus the mask marks the outside rows without a
+        # data-dependent branch per row (np.copyto(where=...) is ten times slower on mixed masks).
+        flat |= np.subtract(0, outside, dtype=dtype)
         return flat
 
     def voxel_hkl(self, index: np.ndarray) -> np.ndarray:

@@ -49,24 +49,31 @@ _FLAGS: tuple[tuple[str, str], ...] = (
     ("--model-max-chi", "model policy: largest RMS standardised residual of the fit"),
     ("--model-refine-sigma-mm", "model policy: error of one refined centre per axis (mm)"),
     ("--model-refine-tol-mm", "model policy: DONE once the combined refined centre's standard error is below this (mm)"),
+    ("--model-repeat-tol-mm", "model policy: DONE once a run at the previous refined centre refines to within this "
+                              "of it again, i.e. a deterministic indexer (mm)"),
     ("--baseline-runs", "spiral and random policies: runs per event, first centre included"),
 )
 
 
 def add_ici_propose_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--run-root`` and every proposer knob (the seed's flag names and defaults, ``--policy``, ``--model-*``)."""
+    """Add ``--run-root`` and every proposer knob (the seed's flag names and defaults, ``--policy``, ``--model-*``).
+
+    The knobs go into an argument group ``proposer`` created here, so a caller that adds its own
+    groups first (``ici run``: data, indexer) gets them listed before the knobs in ``--help``.
+    """
     defaults = ProposerOptions()
     types = {f.name: type(getattr(defaults, f.name)) for f in fields(ProposerOptions)}
     parser.add_argument("--run-root", required=True, type=Path, help="ICI run root holding image_run_log.csv")
+    group = parser.add_argument_group("proposer", "how the next detector shift of each event is chosen")
     for flag, text in _FLAGS:
         name = flag[2:].replace("-", "_")
         default = getattr(defaults, name)
-        parser.add_argument(flag, dest=name, type=types[name], default=default, help=f"{text} (default {default})")
-    parser.add_argument("--step1-allow-spacing-relax", dest="step1_allow_spacing_relax", action="store_true",
+        group.add_argument(flag, dest=name, type=types[name], default=default, help=f"{text} (default {default})")
+    group.add_argument("--step1-allow-spacing-relax", dest="step1_allow_spacing_relax", action="store_true",
                         help="halve the spacing when no candidate respects it (default: event becomes DONE)")
-    parser.add_argument("--step2-algorithm", dest="step2_algorithm", choices=STEP2_ALGORITHMS,
+    group.add_argument("--step2-algorithm", dest="step2_algorithm", choices=STEP2_ALGORITHMS,
                         default=defaults.step2_algorithm, help="Step-2 refinement after a success (default dxdy)")
-    parser.add_argument("--policy", dest="policy", choices=POLICIES, default=defaults.policy,
+    group.add_argument("--policy", dest="policy", choices=POLICIES, default=defaults.policy,
                         help=f"proposal policy: centre model, the seed's hillmap, or the study's baselines "
                              f"spiral / random (default {defaults.policy})")
 
@@ -112,14 +119,20 @@ def run_propose(args: argparse.Namespace) -> int:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
-    """``ici summarize``: print the summary of ``--run-root`` (text, or Markdown with ``--markdown``)."""
+    """``ici summarize``: print the summary of ``--run-root`` and its centres table (text, or Markdown)."""
+    from ptylib.ici.report.centres import centres_table, centres_text, run_root_centres
     from ptylib.ici.report.summary import summarize_run_root
+    from ptylib.io.report import markdown_table
 
     try:
         summary = summarize_run_root(Path(args.run_root))
+        centres = run_root_centres(Path(args.run_root))
     except (IciInputError, OSError) as exc:
         return _fail(exc)
-    print(summary.to_markdown() if getattr(args, "markdown", False) else summary.to_text())
+    if getattr(args, "markdown", False):
+        print(f"{summary.to_markdown()}\n## Centres\n\n{markdown_table(centres_table(centres))}")
+    else:
+        print(f"{summary.to_text()}\ncentres (as in centres.csv; '-' = none):\n{centres_text(centres)}")
     return 0
 
 

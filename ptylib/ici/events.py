@@ -6,7 +6,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ptylib.ici.images import resolve_images
 from ptylib.ici.model import EventKey, IciInputError
+from ptylib.io.h5filters import h5py_with_filters
 from ptylib.io.paths import reject_control_characters
 
 DATA_PATH = "/entry/data/data"
@@ -14,7 +16,7 @@ DATA_PATH = "/entry/data/data"
 
 def count_events(h5_path: str | os.PathLike[str], data_path: str = DATA_PATH) -> int:
     """Number of events (first axis of ``data_path``) in a CrystFEL-style multi-event HDF5 file."""
-    import h5py
+    h5py = h5py_with_filters()
 
     path = str(h5_path)
     try:
@@ -68,15 +70,24 @@ def read_event_list(list_path: str | os.PathLike[str]) -> list[EventKey]:
 
 
 def resolve_events(
-    inputs: Sequence[str | os.PathLike[str]], selection: str = "all", event_list: str | None = None
+    inputs: Sequence[str | os.PathLike[str]], selection: str = "all", event_list: str | None = None,
+    *, images: str | None = None,
 ) -> list[EventKey]:
-    """The ordered, de-duplicated events of a run: from a list file, or ``selection`` applied to each input."""
+    """The ordered, de-duplicated events of a run: from a list file, ``selection`` applied to each input,
+    and one event per image of ``images`` (a glob or list file, :func:`ptylib.ici.images.resolve_images`).
+
+    Relative paths are relative to the working directory; keys hold absolute paths.
+    """
     keys = read_event_list(event_list) if event_list else []
     for h5 in inputs:
         path = str(Path(h5).resolve())
+        if not os.path.isfile(path):
+            raise IciInputError(str(h5), "no such HDF5 file", field_name="--input")
         keys += [EventKey(path, i) for i in parse_selection(selection, count_events(path))]
+    if images:
+        keys += resolve_images(images)
     if not keys:
-        raise IciInputError(event_list or "inputs", "no events selected")
+        raise IciInputError(event_list or "inputs", "no events selected: give --input, --event-list or --images")
     for name in dict.fromkeys(key.h5_path for key in keys):
         reject_control_characters(name, "input file")
     return list(dict.fromkeys(keys))

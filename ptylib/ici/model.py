@@ -28,13 +28,20 @@ class EventKey:
     event: int
 
     def label(self) -> str:
-        """Stable text form used as a JSON key and for RNG derivation: ``<path>//<event>``."""
+        """Stable text form used for RNG derivation and in messages: ``<path>//<event>``."""
         return f"{self.h5_path}//{self.event}"
+
+    def sidecar_key(self) -> str:
+        """The key of the event in ``image_run_state.json``: ``<path>::<event>``, as the original tools write it."""
+        return f"{self.h5_path}::{self.event}"
 
     @classmethod
     def from_label(cls, label: str) -> EventKey:
-        """Inverse of :meth:`label`."""
-        path, _, event = label.rpartition("//")
+        """Inverse of :meth:`sidecar_key` and of :meth:`label` (earlier sidecars used that form)."""
+        separator = "::" if label.rpartition("::")[2].isdigit() else "//"
+        path, _, event = label.rpartition(separator)
+        if not path or not (event.isascii() and event.isdigit()):
+            raise ValueError(f"event key {label!r} is not '<path>::<event>'")
         return cls(path, int(event))
 
 
@@ -68,6 +75,9 @@ class LedgerRow:
     indexed: bool
     wrmsd: float | None
     proposal: Proposal | None = None
+    # The row's line as read from the file: written back as it was while the row is unchanged
+    # (whoever changes a field of a read row sets it to None), so other tools' number formats survive.
+    text: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def succeeded(self) -> bool:
@@ -88,6 +98,9 @@ class EventHistory:
 
     key: EventKey
     rows: list[LedgerRow] = field(default_factory=list)
+    # Layout of the file it was read from: a header line right after the section line, a header above it.
+    own_header: bool = field(default=False, compare=False, repr=False)
+    header_above: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def from_trials(cls, key: EventKey, trials: Sequence[tuple[float, float, float | None]]) -> EventHistory:

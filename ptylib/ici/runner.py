@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptylib.ici.backends.base import (
-    EVENT_DONE_TOKEN,
     EVENT_MARKER,
     STDERR_NAME,
     STDOUT_NAME,
     EventOutcome,
-    event_index_of_script,
     read_event_outcome,
     stream_part_name,
 )
@@ -118,17 +116,11 @@ def completed_exit_code(script: Path) -> int | None:
 
 
 def run_event_batch(scripts: Sequence[Path], *, timeout_s: float, workers: int) -> list[int]:
-    """Run event scripts on ``workers`` threads (already-completed ones are skipped); exit codes in input order.
-
-    Prints ``__EVENT_DONE__ <event_index>`` to stdout as each event finishes (progress).
-    """
+    """Run event scripts on ``workers`` threads (already-completed ones are skipped); exit codes in input order."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     scripts = [Path(s) for s in scripts]
     codes: list[int | None] = [completed_exit_code(s) for s in scripts]
-    for script, code in zip(scripts, codes, strict=True):
-        if code is not None:
-            print(f"{EVENT_DONE_TOKEN} {event_index_of_script(script)}", flush=True)
     pending = [i for i, code in enumerate(codes) if code is None]
     if pending:
         with ThreadPoolExecutor(max_workers=min(workers, len(pending))) as pool:
@@ -136,7 +128,6 @@ def run_event_batch(scripts: Sequence[Path], *, timeout_s: float, workers: int) 
             for future in as_completed(futures):
                 i = futures[future]
                 codes[i] = future.result()
-                print(f"{EVENT_DONE_TOKEN} {event_index_of_script(scripts[i])}", flush=True)
     return [int(c) for c in codes if c is not None]
 
 

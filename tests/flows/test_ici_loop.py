@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from flows.ici_demo import standin_indexamajig
 from ptylib.ici.backends import CrystfelOptions
+from ptylib.ici.report.centres import COLUMNS as CENTRES_COLUMNS
 from ptylib.ici.report.final import best_centres
 from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.ici.runroot.ledger import read_ledger
@@ -64,14 +66,31 @@ def test_loop_converges_and_reports(synthetic, tmp_path: Path) -> None:
     assert "__EVENT_DONE__" in (root / "run_000/event_000000/idx.stdout").read_text()
     assert (root / "run_000/stream_000.stream").read_text().count("----- Begin chunk -----") == 20
 
-    async def keys() -> set[str]:
+    # The answer: centres.csv, one row per event, best/refined/final centres near the hidden truth.
+    rows = list(csv.DictReader((root / "centres.csv").open()))
+    assert list(rows[0]) == list(CENTRES_COLUMNS) and len(rows) == 20
+    assert [int(r["event"]) for r in rows] == list(range(20))
+    indexed = [r for r in rows if r["status"] != "not_indexed"]
+    best_errors = [math.dist((float(r["best_shift_x_mm"]), float(r["best_shift_y_mm"])), truth[int(r["event"])])
+                   for r in indexed]
+    refined_errors = [math.dist((float(r["refined_shift_x_mm"]), float(r["refined_shift_y_mm"])),
+                                truth[int(r["event"])]) for r in indexed if int(r["refined_n"]) > 0]
+    assert np.median(best_errors) == pytest.approx(final, abs=1e-4)
+    assert len(refined_errors) >= 15 and np.median(refined_errors) < 0.01
+    assert all(r["beam_fast_px"] == "" for r in rows)  # HDF5 events: the centre lives in the geometry file
+    assert {r["status"] for r in rows} <= {"done", "open", "not_indexed"}
+    assert [row["error_final_mm"] for row in report["centres"]][:3] != ["", "", ""]
+
+    async def keys_and_logs() -> tuple[set[str], list[str]]:
         async with get_client() as client:
-            return {a.key for a in await client.read_artifacts() if a.key}
+            artifacts = {a.key for a in await client.read_artifacts() if a.key}
+            return artifacts, [log.message for log in await client.read_logs()]
 
     import asyncio
 
-    found = asyncio.run(keys())
-    assert {"ici-loop-final", "ici-summary-run-000", "ici-final-figures"} <= found
+    found, logs = asyncio.run(keys_and_logs())
+    assert {"ici-loop-final", "ici-summary-run-000", "ici-final-figures", "ici-centres"} <= found
+    assert logs and not any("__EVENT_DONE__" in message for message in logs)
 
 
 def _cli(root: Path, data, indexamajig: Path, iterations: int) -> list[str]:
@@ -98,3 +117,17 @@ def test_second_run_on_a_locked_root_is_refused(synthetic, tmp_path: Path) -> No
     assert "is in use by another run (pid" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / LEDGER_NAME).exists()
+
+
+def test_an_indexer_that_fails_on_every_event_fails_the_flow_after_the_first_run(synthetic, tmp_path: Path) -> None:
+    from flows.ici_loop import ici_loop
+    from ptylib.ici.loop import IndexerFailedError
+
+    data, _ = synthetic
+    root = tmp_path / "run"
+    missing = tmp_path / "no-such-dir" / "indexamajig"
+    with pytest.raises(IndexerFailedError, match=r"failed on all 3 events of run 000 \(exit code 127\): .*indexamajig: No such file"):
+        ici_loop(run_root=str(root), inputs=[str(data.h5_path)], events="0-2",
+                 crystfel=CrystfelOptions(geometry=data.geometry_path, indexamajig=str(missing)), max_iterations=5)
+    assert not (root / LEDGER_NAME).exists() and not (root / "run_001").exists()
+    assert not (root / "run_000" / "event_000000" / ".event_complete").exists()  # a rerun retries, not skips

@@ -15,7 +15,7 @@ from scipy import ndimage  # noqa: E402
 
 from ptylib.diffraction.options import CrystalOptions, DetectorOptions  # noqa: E402
 from ptylib.diffraction.still_renderer import StillDatasetOptions, render_stills  # noqa: E402
-from ptylib.io.minicbf import beam_xy_px, byte_offset_decode, byte_offset_encode, is_pilatus_size, read_minicbf  # noqa: E402
+from ptylib.io.minicbf import MiniCbfHeader, beam_xy_px, is_pilatus_size, read_minicbf, write_minicbf  # noqa: E402
 
 
 def _small(**update: object) -> StillDatasetOptions:
@@ -112,14 +112,17 @@ def test_default_detector_is_a_pilatus_module() -> None:
     assert defaults.crystal.cell == (79.1, 79.1, 37.9, 90.0, 90.0, 90.0)
 
 
-def test_byte_offset_roundtrip_covers_every_escape() -> None:
+def test_minicbf_roundtrip_covers_every_byte_offset_escape(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    values = rng.poisson(4, size=5000).astype(np.int64)
+    values = rng.poisson(4, size=5000).astype(np.int32)
     values[::97] = rng.integers(128, 32000, size=values[::97].size)
     values[::389] = rng.integers(40000, 2**31 - 1, size=values[::389].size)
-    values[[10, 11, 12]] = [-1, -2**31, 2**31 - 1]
-    packed = byte_offset_encode(values)
-    np.testing.assert_array_equal(byte_offset_decode(packed, values.size), values)
-    # Deltas 1, 128, 40000, -40129: one byte, 0x80 + int16, 0x80 0x00 0x80 + int32 (twice), little-endian.
-    assert byte_offset_encode(np.array([1, 129, 129 + 40000, 0])) == bytes(
-        [0x01, 0x80, 0x80, 0x00, 0x80, 0x00, 0x80, 0x40, 0x9C, 0x00, 0x00, 0x80, 0x00, 0x80, 0x3F, 0x63, 0xFF, 0xFF])
+    values[[10, 11, 12]] = [-1, -2**31, 2**31 - 1]  # one-byte, int16 and int32 deltas of both signs
+    image = values.reshape(50, 100)
+    header = MiniCbfHeader(pixel_size_mm=0.172, distance_mm=200.0, wavelength_A=1.0,
+                           beam_center_fast_px=50.25, beam_center_slow_px=24.5)
+    path = write_minicbf(tmp_path / "x_00001.cbf", image, header)
+    read, fields = read_minicbf(path)
+    np.testing.assert_array_equal(read, image)
+    assert beam_xy_px(fields) == (50.25, 24.5) and fields["Pixel_size"] == "0.000172 m x 0.000172 m"
+    assert fields["X-Binary-Size-Fastest-Dimension"] == "100" and not list(tmp_path.glob(".*.tmp"))

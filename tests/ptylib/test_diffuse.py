@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from ptylib.diffuse.accumulator import VoxelAccumulator, iter_observations, read_counts
 from ptylib.diffuse.accuracy import misorientation_deg, pearson
+from ptylib.diffuse.binning import CHUNK_ROWS, bin_observations
 from ptylib.diffuse.experiment import StillExperiment, read_experiment, write_experiment
-from ptylib.diffuse.grid import build_grid, read_grid, write_grid
+from ptylib.diffuse.grid import GlobalVoxelGrid, build_grid, read_grid, write_grid
 from ptylib.diffuse.images import check_sizes, read_still
 from ptylib.diffuse.masks import compute_masks
 from ptylib.diffuse.options import (
@@ -74,6 +75,59 @@ def test_grid_indices_round_trip_bounds_and_json(tmp_path: Path) -> None:
     q_mag = np.array([0.1, 0.26, 0.1])
     assert grid.voxel_indices(hkl, q_mag)[1] == -1  # beyond d_min
     assert read_grid(write_grid(tmp_path / "g.json", grid)) == grid
+
+
+def _reference_bins(grid: GlobalVoxelGrid, q: np.ndarray, a_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grid's definition written plainly (full-length arrays, ravel_multi_index): what the fast path must match."""
+    scaled = np.rint(q @ (np.linalg.inv(a_matrix).T * np.asarray(grid.ndiv)).astype(q.dtype))
+    q_mag = np.sqrt(np.einsum("ij,ij->i", q, q))
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(scaled).all(axis=1) & (np.abs(scaled) < 2**30).all(axis=1)
+        index = np.where(finite[:, None], scaled, 0).astype(np.int64) + np.asarray(grid.hkl_max) * np.asarray(grid.ndiv)
+        inside = finite & ((index >= 0) & (index < np.asarray(grid.shape))).all(axis=1) & (q_mag <= 1.0 / grid.d_min_A)
+    flat = np.full(len(q), -1, dtype=np.int64)
+    flat[inside] = np.ravel_multi_index(tuple(index[inside].T), grid.shape)
+    return flat, q_mag
+
+
+def test_chunked_binning_matches_the_plain_definition() -> None:
+    # Power-of-two cell and ndiv: q = (j + 1/2) / 64 is exact in float32, so those rows sit exactly on
+    # voxel boundaries (rint's ties-to-even decides); others lie outside the bounds, beyond d_min, or are
+    # NaN / huge; 2.5 chunks so chunk edges are crossed.
+    a_matrix = np.diag([1 / 32.0, 1 / 64.0, 1 / 16.0])
+    grid = build_grid([a_matrix], 0.2, GridOptions(ndiv_h=2, ndiv_k=2, ndiv_l=2))
+    rng = np.random.default_rng(3)
+    n = 5 * CHUNK_ROWS // 2
+    q = rng.uniform(-0.22, 0.22, size=(n, 3)).astype(np.float32)
+    ties = rng.integers(-8, 8, size=(n // 4, 3)) + 0.5
+    q[: n // 4] = ties / np.array([64.0, 128.0, 32.0])
+    q[n // 4] = np.nan
+    q[n // 4 + 1] = [1e30, 0.0, 0.0]
+    voxel, q_mag = bin_observations(grid, q, a_matrix)
+    expected_voxel, expected_q_mag = _reference_bins(grid, q, a_matrix)
+    assert voxel.dtype == np.int32
+    np.testing.assert_array_equal(voxel, expected_voxel)
+    np.testing.assert_array_equal(q_mag, expected_q_mag)  # float32: same rounding as the einsum
+    outside = voxel < 0
+    assert 0.2 < outside.mean() < 0.8 and outside[n // 4] and outside[n // 4 + 1]
+    np.testing.assert_array_equal(np.abs(grid.voxel_hkl(voxel[: n // 4][~outside[: n // 4]]) * 2 % 2), 0.0)
+    # A rotated still in float64: indices equal, |q| to rounding.
+    angle = 0.3
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    q64 = q[n // 4 + 2:].astype(np.float64)
+    voxel64, q_mag64 = bin_observations(grid, q64, rotation @ a_matrix)
+    expected_voxel, expected_q_mag = _reference_bins(grid, q64, rotation @ a_matrix)
+    np.testing.assert_array_equal(voxel64, expected_voxel)
+    np.testing.assert_allclose(q_mag64, expected_q_mag, rtol=1e-15)
+
+
+def test_grid_over_two_to_the_31_voxels_uses_int64_indices() -> None:
+    grid = GlobalVoxelGrid(cell_avg=(10.0, 10.0, 10.0, 90.0, 90.0, 90.0), space_group="P 1", d_min_A=0.01,
+                           hkl_max=(1000, 1000, 1000), ndiv=(1, 1, 1))
+    hkl = np.array([[1000.0, 1000.0, 1000.0], [-1000.0, 0.0, 3.0], [1000.6, 0.0, 0.0]])
+    index = grid.voxel_indices(hkl)
+    assert index.dtype == np.int64
+    assert index.tolist() == [grid.n_voxels - 1, 3 + 1000 + 2001 * 1000, -1]
 
 
 def test_grid_and_option_errors_name_the_field(tmp_path: Path) -> None:

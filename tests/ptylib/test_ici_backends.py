@@ -6,6 +6,7 @@ import csv
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,32 @@ def test_dxdy_from_the_streams_refined_shift(tmp_path: Path) -> None:
     assert (dx, dy) == pytest.approx((-0.012e-3, 0.004e-3))
     chunk3 = parse_stream_part(job, event_dir, stream_event=3, scoring=CrystfelOptions(geometry=Path("g")))
     assert chunk3.metric.reason == "no_matched_peaks" and chunk3.metric.n_peaks == 2
+
+
+def test_bitshuffle_lz4_multi_event_file_is_read_through_hdf5plugin(tmp_path: Path, synthetic: SyntheticRun) -> None:
+    import h5py
+    import hdf5plugin
+
+    from ptylib.ici.events import resolve_events
+    from ptylib.ici.synthetic.dataset import truth_path_for
+
+    with h5py.File(synthetic.h5_path, "r") as handle:
+        frames = handle["/entry/data/data"][()]
+    path = tmp_path / "eiger_like.h5"  # frames stored as an Eiger/Jungfrau master stores them
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("/entry/data/data", data=frames, chunks=(1, *frames.shape[1:]),
+                              **hdf5plugin.Bitshuffle(cname="lz4"))
+    shutil.copy(truth_path_for(synthetic.h5_path), truth_path_for(path))
+    plain = subprocess.run([sys.executable, "-c", "import h5py, sys; h5py.File(sys.argv[1])['/entry/data/data'][0]",
+                            str(path)], capture_output=True, text=True, timeout=60)
+    assert plain.returncode != 0 and "Can't synchronously read data" in plain.stderr  # plain h5py cannot
+
+    keys = resolve_events([str(path)], "0-1")
+    assert keys == [EventKey(str(path), 0), EventKey(str(path), 1)]
+    backend = CrystfelBackend(CrystfelOptions(geometry=synthetic.geometry_path, indexamajig=str(STAND_IN)))
+    jobs = [EventJob(key, i, 0, *synthetic.true_offset_mm[key.event]) for i, key in enumerate(keys)]
+    backend.prepare_run(_run_dir(tmp_path, 0), jobs)
+    scripts = [backend.write_event_script(j, _event_dir(tmp_path, j)) for j in jobs]
+    assert run_event_batch(scripts, timeout_s=60, workers=2) == [0, 0]
+    results = [backend.parse_event(j, _event_dir(tmp_path, j)) for j in jobs]
+    assert all(r.metric.indexed and r.metric.wrmsd < 0.2 for r in results)

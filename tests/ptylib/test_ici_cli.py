@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ptylib.ici.cli import build_parser, main, options_from_args
 from ptylib.ici.model import EventHistory, EventKey, LedgerRow
 from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.report.centres import COLUMNS as CENTRES_COLUMNS
 from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.ici.runroot.ledger import format_ledger, read_ledger
 from ptylib.io.lock import LOCK_NAME
@@ -57,9 +62,15 @@ def test_propose_and_summarize(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "5 events, 5 proposals written" in capsys.readouterr().out
     assert all(h.rows[-1].proposal is not None for h in read_ledger(root / LEDGER_NAME).values())
     assert main(["summarize", "--run-root", str(root)]) == 0
-    assert capsys.readouterr().out.strip()
+    text = capsys.readouterr().out
+    table = [re.split(r"\s{2,}", line.strip()) for line in text[text.index("centres (as in"):].splitlines()[1:]
+             if line.strip()]
+    assert table[0] == list(CENTRES_COLUMNS) and len(table) == 6
+    # Events 2-4 indexed once at (0.01 * event, 0.02): that is their best centre; no refinement, no image.
+    assert table[3] == ["2", "/data/run.h5 //2", "open", "2", "0.0200", "0.0200", "2.5000", "-", "-", "0", "-", "-"]
+    assert table[1][2] == "not_indexed"
     assert main(["summarize", "--run-root", str(root), "--markdown"]) == 0
-    assert "|" in capsys.readouterr().out
+    assert "| event | image | status |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -119,3 +130,77 @@ def test_propose_path_imports_no_prefect_torch_or_tensorflow(tmp_path: Path) -> 
     # The same through the ``ptyflows`` entry point.
     assert _heavy_modules_after(
         f"from flows.cli import main\nassert main(['ici', 'propose', '--run-root', {str(root)!r}]) == 0") == []
+
+
+def _ici_run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flows.cli", "ici", "run", "--run-root", "rr", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+
+
+DIALS_ARGS = ("--backend", "dials", "--unit-cell", "79.1,79.1,37.9,90,90,90", "--space-group", "P43212")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--images", "none/*.cbf", *DIALS_ARGS), "error: none/*.cbf, field '--images': the glob matches no file (relative to the working "
+         "directory)"),
+        (("--images", "stills/*.cbf", *DIALS_ARGS), "error: {cwd}/stills/broken.cbf: not a readable CBF image (fabio could not parse its "
+         "header: AttributeError)"),
+        (("--images", "stills/s_*.cbf", "--backend", "dials", "--unit-cell", "79,79,38,90,90", "--space-group", "P1"),
+         "error: unit_cell must be six positive numbers a,b,c,alpha,beta,gamma (Å, deg), got '79,79,38,90,90'"),
+        (("--images", "stills/s_*.cbf", "--backend", "dials", "--space-group", "P1"), "error: --backend dials needs "
+         "--unit-cell"),
+        (("--images", "stills/s_*.cbf", "--geometry", "x.geom"), "error: {cwd}/stills/s_000.cbf, field '--images': "
+         "the crystfel backend reads events of HDF5 files; index image files with --backend dials"),
+        (("--images", "list.txt", *DIALS_ARGS), "error: {cwd}/list.txt, line 2, field 'image': image 'gone.cbf' does "
+         "not exist"),
+    ],
+)
+def test_bad_run_input_is_one_line_before_anything_is_written(tmp_path: Path, args: tuple[str, ...],
+                                                              message: str) -> None:
+    from ptylib.io.minicbf import MiniCbfHeader, write_minicbf
+
+    for i in range(2):
+        write_minicbf(tmp_path / "stills" / f"s_{i:03d}.cbf", np.zeros((20, 30), np.int32),
+                      MiniCbfHeader(0.172, 155.0, 1.0, 15.0, 10.0))
+    (tmp_path / "stills" / "broken.cbf").write_text("not a CBF")
+    (tmp_path / "list.txt").write_text("stills/s_000.cbf\ngone.cbf\n")
+    done = _ici_run(tmp_path, *args)
+    assert done.returncode == 2 and done.stderr.strip() == message.format(cwd=tmp_path), done.stderr
+    assert not (tmp_path / "rr").exists()
+
+
+@pytest.mark.dials  # without DIALS: skipped, or failed under PTYFLOWS_REQUIRE_DIALS=1 (tests/conftest.py)
+def test_unknown_space_group_is_one_line(tmp_path: Path) -> None:
+    from ptylib.io.minicbf import MiniCbfHeader, write_minicbf
+
+    write_minicbf(tmp_path / "s_001.cbf", np.zeros((20, 30), np.int32), MiniCbfHeader(0.172, 155.0, 1.0, 15.0, 10.0))
+    done = _ici_run(tmp_path, "--images", "s_*.cbf", "--backend", "dials", "--unit-cell", "79,79,38,90,90,90",
+                    "--space-group", "Q99")
+    assert done.returncode == 2 and not (tmp_path / "rr").exists()
+    assert done.stderr.strip() == ("error: --space-group, field 'space_group': 'Q99' is not a space group DIALS knows "
+                                   "(Space group symbol not recognized: Q99)")
+
+
+def test_run_help_lists_data_and_indexer_before_the_proposer_knobs() -> None:
+    from flows.cli import build_parser as full_parser
+    from ptylib.ici.backends.dials import DialsOptions
+    from ptylib.ici.backends.flags import DIALS_FLAGS
+
+    parser = full_parser()
+    ici = next(a for a in parser._subparsers._group_actions[0].choices["ici"]._actions if a.dest == "ici_command")
+    text = ici.choices["run"].format_help()
+    order = [text.index(title) for title in ("data (relative", "indexer:", "dials backend:", "proposer:")]
+    assert order == sorted(order)
+    assert "--unit-cell UNIT_CELL" in text and "(default refine)" in text and "--no-dials-server" in text
+    assert {f.name for f in dataclasses.fields(DialsOptions)} == set(DIALS_FLAGS)
+    args = ici.choices["run"].parse_args(["--run-root", "r", *DIALS_ARGS, "--mode", "fixed", "--image-template",
+                                          "cbf/s_{frame:05d}.cbf", "--find-spots-args", "a=1 b=2", "--no-dials-server"])
+    from ptylib.ici.backends.flags import dials_options_from_args
+
+    options = dials_options_from_args(args, cwd="/data/beamtime")
+    assert options == DialsOptions(unit_cell="79.1,79.1,37.9,90,90,90", space_group="P43212", mode="fixed",
+                                   image_template="/data/beamtime/cbf/s_{frame:05d}.cbf",
+                                   find_spots_args=("a=1", "b=2"), persistent=False)

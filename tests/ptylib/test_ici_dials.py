@@ -19,7 +19,7 @@ from ptylib.ici.backends import (
     make_backend,
 )
 from ptylib.ici.backends.base import STDERR_NAME
-from ptylib.ici.backends.dials import DialsMode, event_image
+from ptylib.ici.backends.dials import DialsMode, event_image_path
 from ptylib.ici.backends.dials_worker import (
     SUMMARY_NAME,
     centre_change_to_shift_mm,
@@ -87,7 +87,7 @@ def test_job_script_runs_the_worker_on_the_event_still(tmp_path: Path) -> None:
     backend = make_backend("dials", {**LYSOZYME, "python": _fake_interpreter(tmp_path, "exit 0"), "mode": "fixed",
                                      "index_args": ["indexing.refinement_protocol.n_macro_cycles=2"]})
     job = EventJob(EventKey(str(tmp_path / "data" / "lyso.h5"), 6), 2, 1, -0.012, 0.5)
-    assert event_image(backend.options.image_template, job) == tmp_path / "data" / "lyso_00007.cbf"
+    assert event_image_path(backend.options.image_template, job.key) == tmp_path / "data" / "lyso_00007.cbf"
     script = backend.write_event_script(job, tmp_path / "run_001" / "event_000002")
     assert script.name == "sh_000002.sh"
     text = script.read_text()
@@ -137,7 +137,7 @@ def stills(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """Two rendered lysozyme-like stills with known true shifts (the default dataset, made small)."""
     from ptylib.ici.synthetic.dials_dataset import make_dials_dataset
 
-    return make_dials_dataset(tmp_path_factory.mktemp("stills"), events=2, seed=7)
+    return make_dials_dataset(tmp_path_factory.mktemp("stills"), events=2, seed=7, panel_px=500)
 
 
 def _run_jobs(backend: DialsBackend, root: Path, jobs: list[EventJob]) -> list:
@@ -180,7 +180,7 @@ def test_refine_mode_outputs_feed_the_ledger_and_step2(tmp_path: Path, stills) -
 
     backend = make_backend("dials", stills.dials_options)
     keys = [EventKey(str(stills.h5_path), e) for e in (0, 1)]
-    start = stills.true_shift_mm + [[0.2, -0.1], [0.0, 0.0]]
+    start = stills.true_shift_mm + [[0.2, -0.1], [0.03, 0.0]]  # at the truth the damped step would be < the spacing
     jobs = [EventJob(k, i, 0, *start[i]) for i, k in enumerate(keys)]
     results = _run_jobs(backend, tmp_path, jobs)
     assert all(r.metric.indexed and math.isfinite(r.metric.wrmsd) for r in results)

@@ -21,6 +21,8 @@ from ptylib.ici.model import (
     LedgerRow,
     Proposal,
 )
+from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.proposer.propose import propose_run_root
 from ptylib.ici.runroot import commit
 from ptylib.ici.runroot.ingest import (
     ingest_chunk_metrics,
@@ -203,8 +205,9 @@ def test_ingest_run_writes_ledger_and_state(tmp_path: Path) -> None:
 
     # The proposer patches the last rows and appends to the proposal history.
     histories = read_ledger(tmp_path / LEDGER_NAME)
-    histories[A].rows[-1].proposal = Proposal(0.01, 0.02, "step1_hillmap_pure_exploration")
-    histories[B].rows[-1].proposal = Proposal(None, None, "done_stability")
+    for key, proposal in ((A, Proposal(0.01, 0.02, "step1_hillmap_pure_exploration")),
+                          (B, Proposal(None, None, "done_stability"))):
+        histories[key].rows[-1].proposal, histories[key].rows[-1].text = proposal, None  # text: as read
     write_ledger(tmp_path / LEDGER_NAME, histories)
     state.events[A].proposal_history.append(ProposalEntry(1, Proposal(0.01, 0.02, "step1_hillmap_pure_exploration")))
     write_state(tmp_path / STATE_NAME, state)
@@ -325,7 +328,7 @@ def test_state_round_trip_and_valid_json(tmp_path: Path) -> None:
         raise AssertionError(f"non-standard JSON constant {token}")
 
     document = json.loads(path.read_text(), parse_constant=no_special_constants)
-    event = document["events"]["/data/a.h5//0"]
+    event = document["events"]["/data/a.h5::0"]
     assert document["last_global_run"] == 2
     assert [t["wrmsd"] for t in event["trials"]] == [None, "inf", 0.5]
     assert event["proposal_history"][1] == {"next_run_n": 3, "dx_mm": None, "dy_mm": None, "reason": "done_noimprove"}
@@ -340,16 +343,16 @@ def test_missing_state_is_empty(tmp_path: Path) -> None:
     ("mutate", "field"),
     [
         (lambda d: d.pop("events"), "events"),
-        (lambda d: d["events"]["/data/a.h5//0"].__setitem__("ever_indexed", 1), "events['/data/a.h5//0'].ever_indexed"),
-        (lambda d: d["events"]["/data/a.h5//0"]["trials"][2].__setitem__("wrmsd", "bad"),
-         "events['/data/a.h5//0'].trials[2].wrmsd"),
-        (lambda d: d["events"]["/data/a.h5//0"]["trials"][0].__setitem__("det_shift_x_mm", None),
-         "events['/data/a.h5//0'].trials[0].det_shift_x_mm"),
-        (lambda d: d["events"]["/data/a.h5//0"]["trials"][0].__setitem__("run_n", 1.5),
-         "events['/data/a.h5//0'].trials[0].run_n"),
-        (lambda d: d["events"]["/data/a.h5//0"]["proposal_history"][1].__setitem__("dx_mm", 0.1),
-         "events['/data/a.h5//0'].proposal_history[1].dy_mm"),
-        (lambda d: d["events"].__setitem__("no-separator", d["events"].pop("/data/a.h5//0")), "events['no-separator']"),
+        (lambda d: d["events"]["/data/a.h5::0"].__setitem__("ever_indexed", 1), "events['/data/a.h5::0'].ever_indexed"),
+        (lambda d: d["events"]["/data/a.h5::0"]["trials"][2].__setitem__("wrmsd", "bad"),
+         "events['/data/a.h5::0'].trials[2].wrmsd"),
+        (lambda d: d["events"]["/data/a.h5::0"]["trials"][0].__setitem__("det_shift_x_mm", None),
+         "events['/data/a.h5::0'].trials[0].det_shift_x_mm"),
+        (lambda d: d["events"]["/data/a.h5::0"]["trials"][0].__setitem__("run_n", 1.5),
+         "events['/data/a.h5::0'].trials[0].run_n"),
+        (lambda d: d["events"]["/data/a.h5::0"]["proposal_history"][1].__setitem__("dx_mm", 0.1),
+         "events['/data/a.h5::0'].proposal_history[1].dy_mm"),
+        (lambda d: d["events"].__setitem__("no-separator", d["events"].pop("/data/a.h5::0")), "events['no-separator']"),
     ],
 )
 def test_state_with_wrong_types(tmp_path: Path, mutate, field: str) -> None:
@@ -409,7 +412,7 @@ def test_state_lines_are_compact_json_as_the_json_module_writes_it() -> None:
                     "reason": r.proposal.reason}
                    for r in event.proposal_history]
         document = {"trials": trials, "proposal_history": history, "ever_indexed": event.ever_indexed}
-        assert line.removesuffix(",") == f"{json.dumps(key.label())}: {json.dumps(document, separators=(',', ':'))}"
+        assert line.removesuffix(",") == f"{json.dumps(key.sidecar_key())}: {json.dumps(document, separators=(',', ':'))}"
 
 
 def test_ledger_and_state_formatted_together_match_the_separate_writers() -> None:
@@ -428,3 +431,22 @@ def test_ledger_and_state_formatted_together_match_the_separate_writers() -> Non
     for write in (lambda: format_ledger_and_state(bad, None), lambda: format_state(state_from_ledger(bad, None))):
         with pytest.raises(ValueError, match="wRMSD -inf cannot be stored"):
             write()
+
+
+def test_original_sidecar_is_migrated_not_refused(tmp_path: Path) -> None:
+    # The original tools key events '<h5>::<event>' and write NaN (Python's json) for a run that did not index.
+    (tmp_path / LEDGER_NAME).write_text(
+        "run_n,det_shift_x_mm,det_shift_y_mm,indexed,wrmsd,next_dx_mm,next_dy_mm,next_reason\n"
+        "#/data/a.h5 event 0\n0,0.0,0.0,0,,0.01,0.02,step1_hillmap_explore\n1,0.01,0.02,1,0.5,,,\n")
+    (tmp_path / STATE_NAME).write_text(
+        '{"last_global_run": 1, "events": {"/data/a.h5::0": {"trials": ['
+        '{"run_n": 0, "det_shift_x_mm": 0.0, "det_shift_y_mm": 0.0, "wrmsd": NaN, "success": false},'
+        '{"run_n": 1, "det_shift_x_mm": 0.01, "det_shift_y_mm": 0.02, "wrmsd": 0.5, "success": true}],'
+        '"proposal_history": [{"next_run_n": 1, "dx_mm": 0.01, "dy_mm": 0.02, "reason": "step1_hillmap_explore"}],'
+        '"ever_indexed": true}}}')
+    assert read_state(tmp_path / STATE_NAME).events[A].trials[0].wrmsd is None
+    assert propose_run_root(tmp_path, ProposerOptions(policy="hillmap")).n_changed == 1
+    document = json.loads((tmp_path / STATE_NAME).read_text())
+    assert list(document["events"]) == ["/data/a.h5::0"]  # the original key form, read by its summary tools
+    history = document["events"]["/data/a.h5::0"]["proposal_history"]
+    assert [h["next_run_n"] for h in history] == [1, 2] and history[0]["reason"] == "step1_hillmap_explore"

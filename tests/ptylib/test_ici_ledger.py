@@ -23,6 +23,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ici"
 SEED_FORM = FIXTURES / "ledger_seed_form.csv"
 ODD_VALID = FIXTURES / "ledger_odd_valid.csv"
 OLD_TOOLS = FIXTURES / "ledger_old_tools.csv"
+ORIGINAL_LAYOUT = FIXTURES / "ledger_original_layout.csv"
 LYSO1 = "/data/lyso/lyso_001.h5"
 LYSO2 = "/data/beam time/lyso_002.h5"
 
@@ -74,16 +75,39 @@ def test_old_tools_ledger() -> None:
     assert rows[2].proposal == Proposal(None, None, "done")  # `done,done,` with a blank reason
     assert histories[EventKey(LYSO1, 3)].is_done
     assert histories[EventKey(LYSO1, 4)].rows == [LedgerRow(0, 0.0, 0.0, False, None, None)]
-    # Our writer quotes the comma reason, and the result reads back the same.
+    # Unchanged rows are written back as they were read; a changed row is written in our form.
+    assert format_ledger(histories) == OLD_TOOLS.read_text()
+    for row in rows:
+        row.text = None
     text = format_ledger(histories)
     assert '"step1_hillmap_wrmsd_sample, relaxed spacing, 2 tries"' in text and "done,done,done\n" in text
+    assert read_ledger_text(text) == histories
+
+
+def test_original_layout_round_trips_byte_for_byte(tmp_path: Path) -> None:
+    raw = ORIGINAL_LAYOUT.read_bytes()
+    assert raw.count(HEADER_LINE.encode()) == 2 and not raw.startswith(HEADER_LINE.encode()) and b"0.001000" in raw
+    histories = read_ledger(ORIGINAL_LAYOUT)
+    assert histories[EventKey(LYSO1, 3)].rows[1] == LedgerRow(1, 0.001, -0.002, True, 0.912345,
+                                                             Proposal(0.00084, -0.00176, "dxdy_damped"))
+    assert format_ledger(histories).encode() == raw
+    # Proposing with a proposer that agrees changes nothing; a new proposal rewrites only its own row.
+    histories[EventKey(LYSO1, 4)].rows[-1].proposal = Proposal(0.0105, 0.0195, "dxdy_damped")
+    histories[EventKey(LYSO1, 4)].rows[-1].text = None
+    lines = format_ledger(histories).split("\n")
+    assert lines[:-2] == raw.decode().split("\n")[:-2] and lines[-2] == "1,0.0011,0.0002,1,,0.0105,0.0195,dxdy_damped"
+
+
+def read_ledger_text(text: str) -> dict:
+    return ledger.parse_ledger(text.encode(), "<text>")
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
     assert read_ledger(tmp_path / "absent.csv") == {}
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
-    assert read_ledger(empty) == {}
+    with pytest.raises(IciInputError, match=r"empty.csv, line 1, field 'header': empty file \(0 bytes\)"):
+        read_ledger(empty)
     header_only = tmp_path / "header.csv"
     write_ledger(header_only, {})
     assert header_only.read_text() == HEADER_LINE + "\n"

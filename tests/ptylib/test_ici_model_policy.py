@@ -208,6 +208,65 @@ def test_refine_proposes_the_mean_of_all_refined_centres_and_stops_when_precise(
     assert se == pytest.approx(MODEL.model_refine_sigma_mm / math.sqrt(3))
 
 
+def test_a_run_at_the_refined_centre_that_refines_to_it_again_is_done() -> None:
+    truth = (0.02, -0.01)
+    trials = [(0.0, 0.0, 0.2), (*truth, 0.11)]
+    repeat = {0: (-truth[0], -truth[1]), 1: (-0.0004, 0.0003)}  # the second estimate lies 0.5 um away
+    assert propose(history(trials), MODEL, lookup_of(repeat)) == Proposal(None, None, "done_model_refined_repeat")
+    moved = {0: (-truth[0], -truth[1]), 1: (-0.003, 0.0)}  # 3 um away: noise, keep averaging
+    assert propose(history(trials), MODEL, lookup_of(moved)).reason == "model_refine_mean"
+    strict = ProposerOptions(policy="model", model_repeat_tol_mm=0.0001)
+    assert propose(history(trials), strict, lookup_of(repeat)).reason.startswith("model_refine_mean")
+
+
+def test_refine_is_done_when_later_successes_leave_no_dxdy() -> None:
+    trials = [(0.0, 0.0, 0.2), (0.02, -0.01, 0.11)]
+    only_first = {0: (-0.02, 0.01)}
+    assert propose(history(trials), MODEL, lookup_of(only_first)) == Proposal(None, None, "done_model_refined_no_dxdy")
+    (centre, _), = estimate_refined_centres([history(trials)], MODEL, lookup_of(only_first))
+    assert centre == pytest.approx((0.02, -0.01))
+
+
+def closed_loop(options: ProposerOptions, *, dxdy_runs: int, noise_mm: float, n_events: int = 20,
+                max_runs: int = 10) -> list[EventHistory]:
+    """Run the proposer against a cone indexer in memory: refined dx/dy only for runs < ``dxdy_runs``."""
+    rng = np.random.default_rng(7)
+    truths = rng.uniform(-0.035, 0.035, size=(n_events, 2))
+    histories = [EventHistory(EventKey("/d/loop.h5", e)) for e in range(n_events)]
+    dxdy: dict[tuple[int, int], tuple[float, float]] = {}
+
+    def lookup(key: EventKey, run_n: int) -> tuple[float | None, float | None, str]:
+        return (*dxdy[key.event, run_n], "dxdy_ok") if (key.event, run_n) in dxdy else (None, None, "dxdy_missing_file")
+
+    for run_n in range(max_runs):
+        open_events = [h for h in histories if not h.is_done]
+        if not open_events:
+            break
+        for h in open_events:
+            last = h.rows[-1].proposal if h.rows else None
+            x, y = (last.dx_mm, last.dy_mm) if last else (0.0, 0.0)
+            truth = truths[h.key.event]
+            wrmsd = cone((x, y), truth) * (1 + 0.02 * rng.normal())
+            h.rows.append(LedgerRow(run_n, x, y, True, wrmsd))
+            if run_n < dxdy_runs:
+                error = rng.normal(0.0, noise_mm, 2) if noise_mm else (0.0, 0.0)
+                dxdy[h.key.event, run_n] = (x - truth[0] - error[0], y - truth[1] - error[1])
+        for h, proposal in zip(open_events, propose_many(open_events, options, lookup).values()):
+            h.rows[-1].proposal = proposal
+    return histories
+
+
+def test_closed_loop_stops_without_later_per_frame_files_and_in_two_runs_when_deterministic() -> None:
+    without_later = closed_loop(MODEL, dxdy_runs=1, noise_mm=0.004)
+    assert all(h.is_done and len(h.rows) <= 6 for h in without_later)
+    deterministic = closed_loop(MODEL, dxdy_runs=99, noise_mm=0.0)
+    assert all(h.is_done for h in deterministic)
+    assert [len(h.rows) for h in deterministic] == [2] * 20
+    assert {h.rows[-1].proposal.reason for h in deterministic} == {"done_model_refined_repeat"}
+    noisy = closed_loop(MODEL, dxdy_runs=99, noise_mm=0.004)  # a noisy indexer still averages 3 runs
+    assert np.mean([len(h.rows) for h in noisy]) >= 2.8
+
+
 def test_combined_refined_centre_down_weights_an_outlier() -> None:
     estimates = np.array([[(0.0, 0.0), (0.002, 0.0), (0.0, 0.002), (0.05, 0.05)]])
     mean, se = combine_estimates(estimates, 0.004)
@@ -288,6 +347,13 @@ def test_run_root_round_trip_with_the_model_policy(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- knobs
+
+
+def test_late_knobs_enter_the_digest_only_away_from_their_default() -> None:
+    for policy in ("model", "hillmap", "spiral"):
+        default = ProposerOptions(policy=policy)
+        assert ProposerOptions(policy=policy, model_repeat_tol_mm=default.model_repeat_tol_mm).digest() == default.digest()
+    assert ProposerOptions(policy="model", model_repeat_tol_mm=0.0).digest() != ProposerOptions(policy="model").digest()
 
 
 def test_hillmap_digest_ignores_the_model_knobs() -> None:

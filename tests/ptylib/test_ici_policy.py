@@ -13,7 +13,7 @@ from ici_reference import make_dxdy_lookup, propose_event
 from ptylib.ici.model import EventHistory, EventKey, IciInputError, Proposal
 from ptylib.ici.proposer import propose as propose_run_module
 from ptylib.ici.proposer.done import done_reason
-from ptylib.ici.proposer.dxdy import DxdyLookup, read_dxdy
+from ptylib.ici.proposer.dxdy import DxdyLookup, read_dxdy, run_root_dxdy_lookup
 from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.proposer.policy import propose_events
 from ptylib.ici.proposer.propose import propose_run_root
@@ -128,6 +128,18 @@ def test_step2_damped_update_is_exact() -> None:
     h = history(spread([None, 1.0]))
     p = propose(h, lookup=lookup)
     assert p == Proposal(0.01 - 0.8 * (2e-6 * 1e3), 0.0 - 0.8 * (-3e-6 * 1e3), "dxdy_damped")
+
+
+def test_dxdy_lookup_also_reads_suffixed_event_folders(tmp_path: Path) -> None:
+    key = EventKey("/d/a.h5", 0)
+    assert run_root_dxdy_lookup(tmp_path, {key: 3}, 1e3)(key, 1) == (None, None, "dxdy_missing_file")
+    (tmp_path / "run_001" / "event_000003").mkdir(parents=True)  # the original's first folder, no file
+    retry = tmp_path / "run_001" / "event_000003_retry"
+    retry.mkdir()
+    (retry / "per_frame_dx_dy.csv").write_text("dx,dy\n1e-6,-2e-6\n")
+    dx, dy, reason = run_root_dxdy_lookup(tmp_path, {key: 3}, 1e3)(key, 1)  # listings are read once per lookup
+    assert (dx, dy, reason) == (pytest.approx(1e-3), pytest.approx(-2e-3), "dxdy_ok")
+    assert run_root_dxdy_lookup(tmp_path, {key: 4}, 1e3)(key, 1)[2] == "dxdy_missing_file"  # event_000004 differs
 
 
 def test_missing_dxdy_falls_back_to_weighted_step1() -> None:

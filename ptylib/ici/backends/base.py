@@ -113,14 +113,6 @@ def script_name(event_index: int) -> str:
     return f"sh_{event_index:06d}.sh"
 
 
-def event_index_of_script(script: Path) -> int:
-    """Event index encoded in a job script's name ``sh_######.sh``."""
-    stem = script.name.removeprefix("sh_").removesuffix(".sh")
-    if not stem.isdigit():
-        raise ValueError(f"{script}: job scripts are named sh_######.sh")
-    return int(stem)
-
-
 def stream_part_name(event_index: int) -> str:
     """File name of an event's stream part."""
     return f"stream_{event_index:06d}.stream"

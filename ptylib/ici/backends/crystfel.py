@@ -45,6 +45,7 @@ from ptylib.ici.backends.base import (
 )
 from ptylib.ici.model import IciInputError
 from ptylib.io.atomic import atomic_write_bytes, atomic_write_text
+from ptylib.io.h5filters import h5py_with_filters
 from ptylib.io.paths import reject_control_characters
 
 DET_SHIFT_X_PATH = "/entry/data/det_shift_x_mm"
@@ -144,7 +145,7 @@ def overlay_geometry_text(text: str) -> str:
 
 def _describe_source(name: str, data_path: str) -> tuple[int, tuple[tuple[int, int], np.dtype]]:
     """Number of frames and (frame shape, dtype) of a source file's image dataset."""
-    import h5py
+    h5py = h5py_with_filters()
 
     try:
         with h5py.File(name, "r") as handle:
@@ -158,7 +159,7 @@ def _describe_source(name: str, data_path: str) -> tuple[int, tuple[tuple[int, i
 
 def write_overlay(path: Path, jobs: Sequence[EventJob], data_path: str) -> None:
     """Write the overlay HDF5 of ``jobs`` (layout in the module docstring), atomically."""
-    import h5py
+    h5py = h5py_with_filters()
 
     ordered = sorted(jobs, key=lambda j: j.event_index)
     index = np.array([j.event_index for j in ordered], dtype=np.int64)

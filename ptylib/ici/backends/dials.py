@@ -25,7 +25,8 @@ DIALS' own RMSDs are kept beside it in ``dials_summary.json``, the stream part a
 
 A detector shift has CrystFEL's meaning (a translation of the detector in the lab frame), so both
 backends find the same best shift on the same data; see :mod:`~ptylib.ici.backends.dials_worker`.
-Each event's still is found with ``image_template`` (placeholders ``{h5_dir}``, ``{h5_stem}``,
+An event keyed by an image file (``ici run --images``) is that still; an HDF5 event's still is found
+with ``image_template`` (placeholders ``{h5_dir}``, ``{h5_stem}``,
 ``{event}`` and ``{frame}`` = event + 1, DIALS' 1-based image number), e.g.
 ``{h5_dir}/cbf/still_{frame:05d}.cbf`` for the miniCBF files that
 :func:`ptylib.diffraction.still_renderer.render_stills` writes beside ``still_crystfel.h5``.
@@ -58,6 +59,7 @@ from ptylib.ici.backends.base import (
     stream_part_name,
     write_job_script,
 )
+from ptylib.ici.model import EventKey
 from ptylib.io.paths import reject_control_characters
 
 IMAGE_PLACEHOLDERS = ("h5_dir", "h5_stem", "event", "frame")
@@ -88,7 +90,8 @@ class DialsOptions(ScoringOptions):
 
     ``unit_cell`` (``a,b,c,alpha,beta,gamma`` in Å and degrees, or six numbers) and ``space_group``
     (e.g. ``P43212``) are the known symmetry given to ``dials.index``; ``mode`` is ``refine`` or
-    ``fixed`` (module docstring); ``image_template`` locates each event's still (module docstring); the gate is
+    ``fixed`` (module docstring); ``image_template`` locates each event's still in an HDF5 run (module
+    docstring; None when the events are image files themselves); the gate is
     ``min_indexed_fraction`` (of the strong spots) and ``max_rmsd_px`` (DIALS' positional RMSD,
     sqrt(RMSD_x² + RMSD_y²), px); ``find_spots_args`` / ``index_args`` are extra PHIL arguments (a
     string is split like a shell line); ``python`` is DIALS' interpreter (default: the one named in
@@ -99,7 +102,7 @@ class DialsOptions(ScoringOptions):
 
     unit_cell: str
     space_group: str
-    image_template: str
+    image_template: str | None = None
     mode: DialsMode = DialsMode.REFINE
     min_indexed_fraction: float = 0.8
     max_rmsd_px: float = 0.5
@@ -127,13 +130,8 @@ class DialsOptions(ScoringOptions):
             object.__setattr__(self, "mode", DialsMode(str(self.mode).strip().lower()))
         except ValueError:
             raise ValueError(f"mode must be one of {', '.join(DialsMode)}, got {self.mode!r}") from None
-        try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(self.image_template) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"image_template {self.image_template!r} is malformed: {exc}") from None
-        if not fields <= set(IMAGE_PLACEHOLDERS) or not fields & {"event", "frame"}:
-            raise ValueError(f"image_template {self.image_template!r} must name the event with {{event}} or {{frame}} "
-                             f"and use only {', '.join('{' + p + '}' for p in IMAGE_PLACEHOLDERS)}")
+        if self.image_template is not None:
+            self._check_template()
         if not 0.0 < self.min_indexed_fraction <= 1.0:
             raise ValueError(f"min_indexed_fraction must be in (0, 1], got {self.min_indexed_fraction}")
         if not (math.isfinite(self.max_rmsd_px) and self.max_rmsd_px > 0):
@@ -143,6 +141,16 @@ class DialsOptions(ScoringOptions):
                 reject_control_characters(getattr(self, name), name)
         object.__setattr__(self, "find_spots_args", _words(self.find_spots_args))
         object.__setattr__(self, "index_args", _words(self.index_args))
+
+    def _check_template(self) -> None:
+        """Raise ValueError for a template that is malformed or does not name the event."""
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(self.image_template) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"image_template {self.image_template!r} is malformed: {exc}") from None
+        if not fields <= set(IMAGE_PLACEHOLDERS) or not fields & {"event", "frame"}:
+            raise ValueError(f"image_template {self.image_template!r} must name the event with {{event}} or {{frame}} "
+                             f"and use only {', '.join('{' + p + '}' for p in IMAGE_PLACEHOLDERS)}")
 
 
 def dials_interpreter(python: str | None = None) -> list[str]:
@@ -167,10 +175,12 @@ def dials_interpreter(python: str | None = None) -> list[str]:
     return words
 
 
-def event_image(template: str, job: EventJob) -> Path:
-    """The still of ``job``'s event: ``template`` filled in from its HDF5 path and event number."""
-    h5 = Path(job.key.h5_path)
-    return Path(template.format(h5_dir=h5.parent, h5_stem=h5.stem, event=job.key.event, frame=job.key.event + 1))
+def event_image_path(template: str | None, key: EventKey) -> Path:
+    """The still of an event: ``template`` filled in from its HDF5 path and event number, or (no template) the event's own image file."""
+    h5 = Path(key.h5_path)
+    if not template:
+        return h5
+    return Path(template.format(h5_dir=h5.parent, h5_stem=h5.stem, event=key.event, frame=key.event + 1))
 
 
 def read_summary(event_dir: Path) -> dict[str, Any] | None:
@@ -205,7 +215,7 @@ class DialsBackend(IndexerBackend):
     def worker_args(self, job: EventJob) -> list[str]:
         """The worker's arguments for one event (:func:`~ptylib.ici.backends.dials_worker.parser`)."""
         o = self.options
-        args = ["--image", str(event_image(o.image_template, job)),
+        args = ["--image", str(event_image_path(o.image_template, job.key)),
                 # '=' form: a negative shift must not read as an option.
                 f"--det-shift-mm={float(job.det_shift_x_mm)!r},{float(job.det_shift_y_mm)!r}",
                 "--unit-cell", o.unit_cell, "--space-group", o.space_group, "--mode", o.mode.value,

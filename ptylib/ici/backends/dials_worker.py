@@ -334,7 +334,8 @@ def process_still(opts: argparse.Namespace) -> int:
         summary["reason"] = f"dials_unreadable_image: {opts.image}: {type(exc).__name__}: {exc}"
         return _finish(summary, opts, EXIT_ERROR, started)
     supplied = supplied_centre_px(header_px, opts.det_shift_mm, matrix)
-    summary.update(header_centre_px=list(header_px), supplied_centre_px=list(supplied), timings_s={})
+    summary.update(header_centre_px=list(header_px), supplied_centre_px=list(supplied),
+                   shift_matrix_px_per_mm=[list(row) for row in matrix], timings_s={})
     error = None
     for name, args, required in program_steps(opts, supplied):
         t0 = time.monotonic()

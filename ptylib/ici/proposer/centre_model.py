@@ -9,9 +9,11 @@ Per event, on its runs in run order (the first run's shift is the first centre `
    ``per_frame_dx_dy.csv``): every such run gives a centre estimate ``applied - (dx, dy)``; their
    Huber-weighted mean and its standard error come from
    :func:`ptylib.ici.proposer.centre_fit.combine_estimates` (prior error ``model_refine_sigma_mm`` per
-   axis). Standard error below ``model_refine_tol_mm``: DONE ``done_model_refined``; otherwise
-   propose the mean, ``model_refine_mean``. Like the seed's Step-2, this step is not bound to the
-   disk.
+   axis). Standard error below ``model_refine_tol_mm``: DONE ``done_model_refined``; a run made at
+   the previous refined centre that refines to it again (within ``model_repeat_tol_mm``, a
+   deterministic indexer): DONE ``done_model_refined_repeat``; a latest success without dx/dy
+   after one with it: DONE ``done_model_refined_no_dxdy``; otherwise propose the mean,
+   ``model_refine_mean``. Like the seed's Step-2, this step is not bound to the disk.
 3. **Probes** while the event has fewer than ``model_min_successes`` successes: the next point of
    the probe pattern not yet tried, ``model_probe``. The pattern is a triangle of radius
    ``rho = model_probe_frac * R`` around ``c0`` (angles 90, 210, 330 deg), then a triangle of
@@ -66,6 +68,8 @@ REASON_FIT_DISK = "model_fit_minimum_disk"
 REASON_REFINE = "model_refine_mean"
 DONE_CONVERGED = "done_model_converged"
 DONE_REFINED = "done_model_refined"
+DONE_REPEATED = "done_model_refined_repeat"
+DONE_NO_DXDY = "done_model_refined_no_dxdy"
 NUDGED = "_nudged"
 FALLBACK = "_model_fallback_"
 WHY_FEW = "few_successes"
@@ -95,7 +99,7 @@ class _Target:
 def estimate_refined_centres(histories: Sequence[EventHistory], options: ProposerOptions,
                              dxdy_lookup: DxdyLookup) -> list[tuple[tuple[float, float] | None, float]]:
     """Each event's combined refined centre (mm) and its standard error (mm); ``(None, inf)`` without estimates."""
-    estimates = [_refined_estimates(h, options, dxdy_lookup) for h in histories]
+    estimates = [refined_estimates(h, options, dxdy_lookup) for h in histories]
     result: list[tuple[tuple[float, float] | None, float]] = [(None, math.inf)] * len(histories)
     for rows, mean, se in _combine_grouped(estimates, options):
         for row, centre, error in zip(rows.tolist(), mean.tolist(), se.tolist()):
@@ -125,7 +129,11 @@ def propose_model(histories: Sequence[EventHistory], options: ProposerOptions, d
         if streak_done(rows, n_success, options):
             proposals[index] = Proposal(None, None, DONE_STREAK)
             continue
-        event_estimates = _refined_estimates(history, options, dxdy_lookup) if n_success else []
+        event_estimates = refined_estimates(history, options, dxdy_lookup) if n_success else []
+        stop = _refined_stop(history, event_estimates, options, dxdy_lookup) if event_estimates else None
+        if stop is not None:
+            proposals[index] = Proposal(None, None, stop)
+            continue
         if event_estimates:
             refine.append(index)
             estimates.append(event_estimates)
@@ -146,7 +154,7 @@ def propose_model(histories: Sequence[EventHistory], options: ProposerOptions, d
     return cast(list[Proposal], proposals)  # every event got a proposal above
 
 
-def _refined_estimates(history: EventHistory, options: ProposerOptions,
+def refined_estimates(history: EventHistory, options: ProposerOptions,
                        dxdy_lookup: DxdyLookup) -> list[tuple[float, float]]:
     """Centre estimates ``applied - (dx, dy)`` (mm) of the event's successful runs with a usable dx/dy."""
     if options.step2_algorithm != "dxdy":
@@ -158,6 +166,32 @@ def _refined_estimates(history: EventHistory, options: ProposerOptions,
             if dx_mm is not None and dy_mm is not None:
                 out.append((row.det_shift_x_mm - dx_mm, row.det_shift_y_mm - dy_mm))
     return out
+
+
+def _refined_stop(history: EventHistory, estimates: list[tuple[float, float]], options: ProposerOptions,
+                  dxdy_lookup: DxdyLookup) -> str | None:
+    """A DONE reason of REFINE that needs no more averaging, or None.
+
+    ``done_model_refined_repeat``: the last run, made within ``model_repeat_tol_mm`` of the previous
+    refined centre, refined to within that distance of it again (a deterministic indexer: averaging
+    more runs would average no noise). ``done_model_refined_no_dxdy``: the event's latest success
+    left no usable dx/dy although an earlier one did (the indexer stopped writing its refined shift,
+    e.g. the original pipeline's later ``event_######_<suffix>`` folders): further runs cannot
+    improve the combined refined centre.
+    """
+    successes = [row for row in history.rows if row.succeeded]
+    last = successes[-1]
+    dx_mm, dy_mm, _ = dxdy_lookup(history.key, last.run_n)
+    if dx_mm is None or dy_mm is None:
+        return DONE_NO_DXDY
+    if len(estimates) < 2 or history.rows[-1] is not last:
+        return None
+    tol = options.model_repeat_tol_mm
+    previous, latest = estimates[-2], estimates[-1]
+    applied = (last.det_shift_x_mm, last.det_shift_y_mm)
+    if math.dist(applied, previous) <= tol and math.dist(latest, previous) <= tol:
+        return DONE_REPEATED
+    return None
 
 
 class _TriedCentres:

@@ -66,9 +66,10 @@ def read_dxdy(path: Path, unit_to_mm: float) -> DxdyResult:
 def run_root_dxdy_lookup(run_root: Path, event_indices: Mapping[EventKey, int], unit_to_mm: float) -> DxdyLookup:
     """A Step-2 lookup ``(event, run_n) -> (dx_mm, dy_mm, reason)`` reading ``run_###/event_######/per_frame_dx_dy.csv``.
 
-    The event's folder index comes from ``event_indices``. Each ``run_###`` folder is listed once: an
-    event folder absent from its run folder's listing (or a run folder that does not exist) is a
-    missing file without touching the filesystem again.
+    The event's folder index comes from ``event_indices``; when ``event_######`` has no file, folders
+    ``event_######_<suffix>`` (the original pipeline's names for later runs) are read in name order.
+    Each ``run_###`` folder is listed once: an event folder absent from its run folder's listing (or
+    a run folder that does not exist) is a missing file without touching the filesystem again.
     """
     root = os.fspath(run_root)
     listings: dict[int, frozenset[str] | None] = {}
@@ -96,8 +97,15 @@ def run_root_dxdy_lookup(run_root: Path, event_indices: Mapping[EventKey, int], 
             return None, None, DXDY_NO_EVENT_DIR
         name = event_dir_name(index)
         names = listing(run_n)
-        if names is not None and name not in names:
-            return None, None, DXDY_MISSING_FILE
-        return read_dxdy(Path(root, run_dir_name(run_n), name, DXDY_NAME), unit_to_mm)
+        if names is None or name in names:
+            result = read_dxdy(Path(root, run_dir_name(run_n), name, DXDY_NAME), unit_to_mm)
+            if result[2] != DXDY_MISSING_FILE or names is None:
+                return result
+        # The original pipeline names later event folders event_######_<suffix>: the first with a file wins.
+        for other in sorted(n for n in names if n.startswith(name + "_")):
+            result = read_dxdy(Path(root, run_dir_name(run_n), other, DXDY_NAME), unit_to_mm)
+            if result[2] != DXDY_MISSING_FILE:
+                return result
+        return None, None, DXDY_MISSING_FILE
 
     return lookup

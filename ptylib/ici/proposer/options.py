@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 STEP2_ALGORITHMS = ("dxdy", "none")
@@ -17,7 +17,11 @@ POLICIES = ("model", "hillmap", "spiral", "random")
 # Knobs added after the seed's: each policy's digest leaves out the knobs it does not use, so adding a
 # knob for one policy does not change another's random streams (see ProposerOptions.digest).
 MODEL_KNOBS = ("policy", "model_probe_frac", "model_min_successes", "model_noise_frac", "model_max_centre_se_frac",
-               "model_min_curvature_t", "model_max_chi", "model_refine_sigma_mm", "model_refine_tol_mm")
+               "model_min_curvature_t", "model_max_chi", "model_refine_sigma_mm", "model_refine_tol_mm",
+               "model_repeat_tol_mm")
+# Knobs added after the digests were frozen enter a digest only when set away from their default, so
+# the random streams (and proposals) of every policy with default knobs stay those of earlier versions.
+LATE_KNOBS = ("model_repeat_tol_mm",)
 BASELINE_KNOBS = ("baseline_runs",)
 _UNUSED_KNOBS = {"hillmap": MODEL_KNOBS + BASELINE_KNOBS, "model": BASELINE_KNOBS}
 
@@ -44,7 +48,9 @@ class ProposerOptions:
     ``model_max_centre_se_frac`` (as a fraction of ``radius_mm``) /
     ``model_min_curvature_t`` / ``model_max_chi`` (conditioning and fit-quality limits),
     ``model_refine_sigma_mm`` (error of one refined centre per axis, mm) and ``model_refine_tol_mm``
-    (stop when the combined refined centre's standard error is below this, mm).
+    (stop when the combined refined centre's standard error is below this, mm) and
+    ``model_repeat_tol_mm`` (stop when a run made at the previous refined centre refines to within
+    this distance of it again: a deterministic indexer, mm).
     ``spiral`` and ``random`` are the study's baselines (:mod:`ptylib.ici.proposer.baselines`): a fixed budget of
     ``baseline_runs`` runs per event (the first centre included) on a spiral or uniform in the disk.
     """
@@ -80,6 +86,7 @@ class ProposerOptions:
     model_max_chi: float = 3.0
     model_refine_sigma_mm: float = 0.004
     model_refine_tol_mm: float = 0.0025
+    model_repeat_tol_mm: float = 0.001
     baseline_runs: int = 6
 
     def __post_init__(self) -> None:
@@ -102,6 +109,7 @@ class ProposerOptions:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         _positive(self, "model_probe_frac", "model_noise_frac", "model_max_centre_se_frac", "model_max_chi",
                   "model_refine_sigma_mm", "model_refine_tol_mm")
+        _non_negative(self, "model_repeat_tol_mm")
         if self.model_probe_frac > 1.0:  # probes stay in the disk
             raise ValueError(f"model_probe_frac must lie in (0, 1], got {self.model_probe_frac!r}")
         _non_negative(self, "model_min_curvature_t")
@@ -121,12 +129,16 @@ class ProposerOptions:
 
         With ``policy="hillmap"`` only the seed's knobs enter it, so the hillmap's random streams (and
         therefore its proposals) are those of versions that had no model policy; the model policy's
-        leaves out the baselines' knobs.
+        leaves out the baselines' knobs; knobs of :data:`LATE_KNOBS` enter only when not at their default.
         """
-        unused = _UNUSED_KNOBS.get(self.policy, ())
+        unused = set(_UNUSED_KNOBS.get(self.policy, ()))
+        unused.update(name for name in LATE_KNOBS if getattr(self, name) == _DEFAULTS[name])
         knobs = {name: value for name, value in self.to_dict().items() if name not in unused}
         text = json.dumps(knobs, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_DEFAULTS = {f.name: f.default for f in fields(ProposerOptions)}
 
 
 def _number(options: ProposerOptions, name: str) -> float:

@@ -74,7 +74,7 @@ def propose_run_root(run_root: Path, options: ProposerOptions) -> ProposeOutcome
         if changed:  # otherwise both files stay as they are
             for key, proposal in changed.items():
                 last = histories[key].rows[-1]
-                last.proposal = proposal
+                last.proposal, last.text = proposal, None
                 previous.events.setdefault(key, EventState()).proposal_history.append(
                     ProposalEntry(last.run_n + 1, proposal))
             ledger_text, state_text = format_ledger_and_state(histories, previous)

@@ -16,6 +16,7 @@ from ptylib.ici.model import EventHistory, EventKey
 from ptylib.ici.proposer.centre_model import estimate_refined_centres
 from ptylib.ici.proposer.dxdy import run_root_dxdy_lookup
 from ptylib.ici.proposer.options import ProposerOptions
+from ptylib.ici.report.centres import centres_table, event_centres, write_centres
 from ptylib.ici.report.plots import iteration_stats, plot_iterations, plot_trajectories
 from ptylib.ici.report.summary import summarize_run_root
 from ptylib.ici.runroot.layout import LEDGER_NAME
@@ -69,15 +70,21 @@ def refined_centres(run_root: str | Path, histories: Mapping[EventKey, EventHist
 
 
 def build_report(run_root: str | Path, truth_mm: Mapping[EventKey, tuple[float, float]] | None = None,
-                 options: ProposerOptions | None = None) -> dict[str, Any]:
-    """Write ``report.md``, ``iterations.csv``, ``iterations.png`` and ``trajectories.png`` into the run root.
+                 options: ProposerOptions | None = None, image_template: str | None = None) -> dict[str, Any]:
+    """Write ``centres.csv``, ``report.md``, ``iterations.csv``, ``iterations.png`` and ``trajectories.png``.
 
-    Returns the Markdown (with the PNGs embedded) and the figures, for artifacts and callers. With a
-    known truth, the figures give the error of each event's best-wRMSD centre and, when the indexer
-    refined the detector, of its combined refined centre (:func:`refined_centres`, with ``options``).
+    Returns the Markdown (with the PNGs embedded), the figures and the centres table (rows of
+    :func:`~ptylib.ici.report.centres.centres_table`), for artifacts and callers. With a known truth,
+    the figures give the error of each event's best-wRMSD centre and, when the indexer refined the
+    detector, of its combined refined centre (:func:`refined_centres`, with ``options``); the
+    centres table gets the error columns. ``image_template`` names HDF5 events' stills (DIALS).
     """
     root = Path(run_root)
+    options = options or ProposerOptions()
     histories = read_ledger(root / LEDGER_NAME)
+    centres = event_centres(root, histories, options, image_template)
+    write_centres(root, centres)
+    centres_rows = centres_table(centres, truth_mm)
     stats = iteration_stats(histories)
     summary = summarize_run_root(root)
     iterations_png = plot_iterations(stats, root / "iterations.png")
@@ -104,7 +111,7 @@ def build_report(run_root: str | Path, truth_mm: Mapping[EventKey, tuple[float, 
         figures["median_start_error_mm"] = float(np.median(first)) if first.size else math.nan
         figures["median_centre_error_mm"] = float(np.median(errors)) if errors.size else math.nan
         figures["p90_centre_error_mm"] = float(np.percentile(errors, 90)) if errors.size else math.nan
-        refined = refined_centres(root, histories, options or ProposerOptions())
+        refined = refined_centres(root, histories, options)
         refined_errors = np.array([math.dist(c, truth_mm[k]) for k, c in refined.items() if k in truth_mm])
         if refined_errors.size:
             figures["refined_centre_events"] = int(refined_errors.size)
@@ -114,6 +121,8 @@ def build_report(run_root: str | Path, truth_mm: Mapping[EventKey, tuple[float, 
     markdown = "\n".join([
         f"# ICI loop report: `{root.name}`\n",
         markdown_table([{"figure": k, "value": v} for k, v in figures.items()]),
+        "## Centres (centres.csv)\n",
+        markdown_table(centres_rows),
         "## Per iteration\n",
         markdown_table([asdict(s) for s in stats]),
         "## Summary\n",
@@ -121,4 +130,4 @@ def build_report(run_root: str | Path, truth_mm: Mapping[EventKey, tuple[float, 
     ])
     atomic_write_text(root / "report.md", markdown + "\n![iterations](iterations.png)\n![trajectories](trajectories.png)\n")
     embedded = markdown + "\n" + png_markdown(iterations_png, "iterations") + png_markdown(trajectories_png, "trajectories")
-    return {"markdown": embedded, "figures": figures, "report": str(root / "report.md")}
+    return {"markdown": embedded, "figures": figures, "centres": centres_rows, "report": str(root / "report.md")}

@@ -227,7 +227,7 @@ def ingest_chunk_metrics(histories: dict[EventKey, EventHistory], metrics: Seque
         rows.insert(position, row)
         if row.succeeded:
             for later in rows[position + 1:]:
-                later.indexed = True
+                later.indexed, later.text = True, None
         added += 1
     return added
 

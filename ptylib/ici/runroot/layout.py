@@ -4,6 +4,7 @@
 
     <run root>/image_run_log.csv          the ledger (:mod:`ptylib.ici.runroot.ledger`)
     <run root>/image_run_state.json       the state sidecar (:mod:`ptylib.ici.runroot.sidecar`)
+    <run root>/centres.csv                each event's answer (:mod:`ptylib.ici.report.centres`)
     <run root>/run_###/chunk_metrics_###.csv
     <run root>/run_###/event_######/      one event's job folder (per_frame_dx_dy.csv, ...)
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 LEDGER_NAME = "image_run_log.csv"
 STATE_NAME = "image_run_state.json"
 DXDY_NAME = "per_frame_dx_dy.csv"
+CENTRES_NAME = "centres.csv"
 
 
 def run_dir_name(run_n: int) -> str:

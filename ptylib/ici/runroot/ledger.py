@@ -21,6 +21,10 @@ Our form (what :func:`format_ledger` writes, as the original tools do)::
 
 For files in this form ``format_ledger(read_ledger(f)) == f`` byte for byte, and reading a written
 ledger gives back the in-memory ledger (a NaN wRMSD is written blank, i.e. read back as None).
+Files of the original tools round-trip too while nothing changes: a header after every section line
+is kept, and every row keeps the text it was read with (fixed-precision numbers such as
+``0.001000``) until a field of it changes (a proposal patched, the sticky flag set); changed and new
+rows are written in our form. LF line ends, no BOM.
 
 The reader also accepts: a header after each section line (the top header may then be missing),
 a UTF-8 BOM, CRLF line endings, blank lines, blank or ``nan`` wRMSD (not indexed), ``DONE`` in any
@@ -77,6 +81,7 @@ _SPECIAL_FIRST = frozenset("#rR \t")
 _TEXT_BYTES = bytes(byte for byte in range(256) if byte in (9, 10, 13) or 32 <= byte != 127)
 _INDEXED_OF = attrgetter("indexed")
 _PROPOSAL_OF = attrgetter("proposal")
+_TEXT_OF = attrgetter("text")
 
 
 @contextlib.contextmanager
@@ -103,7 +108,14 @@ def read_ledger(path: Path) -> dict[EventKey, EventHistory]:
 
 
 def parse_ledger(data: bytes, name: str) -> dict[EventKey, EventHistory]:
-    """Parse ledger bytes; ``name`` (the file) is used in error messages."""
+    """Parse ledger bytes; ``name`` (the file) is used in error messages.
+
+    An empty file (0 bytes) is an error, as the original tools treat it: it is what a crash while
+    writing leaves, not a ledger without events (that one holds the header).
+    """
+    if not data:
+        raise IciInputError(name, "empty file (0 bytes): a ledger holds at least its header line; remove the file "
+                            "to start the run root afresh", line=1, field_name=_HEADER)
     text = _decode(data, name)
     with gc_paused():
         sections, row_lines, row_line_nos, starts = _scan(text, name)
@@ -182,7 +194,7 @@ def _scan(text: str, name: str) -> tuple[list[EventHistory], list[str], list[int
             if first != line_no:
                 raise IciInputError(name, f"section {key.h5_path} event {key.event} appears twice "
                                     f"(first at line {first})", line=line_no, field_name=_SECTION)
-            sections.append(EventHistory(key))
+            sections.append(EventHistory(key, header_above=has_top_header and not sections))
             starts.append(len(row_lines))
             pending_header = None if has_top_header else line_no
         elif not line or line.isspace():
@@ -190,6 +202,8 @@ def _scan(text: str, name: str) -> tuple[list[EventHistory], list[str], list[int
         elif line[:5].lower() == "run_n":
             _check_header(line, name, line_no)
             has_top_header = has_top_header or not sections
+            if sections:
+                sections[-1].own_header = True
             pending_header = None
         else:  # a data row starting with whitespace or 'r'
             _check_rows_allowed(sections, pending_header, name, line_no)
@@ -266,7 +280,7 @@ def _parse_rows_fast(lines: Sequence[str]) -> list[LedgerRow] | None:
     if not math.isfinite(sum(xs) + sum(ys)) or math.isnan(sum(measured)) or min(measured, default=0.0) < 0:
         return None
     indexed = list(map(_INDEXED.__getitem__, indexed_t))
-    return list(map(LedgerRow, map(int, runs_t), xs, ys, indexed, wrmsd, proposals))
+    return list(map(LedgerRow, map(int, runs_t), xs, ys, indexed, wrmsd, proposals, lines))
 
 
 def _simple_proposals(dx_t: list[str], dy_t: list[str], reason_t: list[str]) -> list[Proposal | None]:
@@ -315,6 +329,7 @@ def _parse_row(line: str, name: str, line_no: int) -> LedgerRow:
         indexed,
         parse_wrmsd_px(fields[4], name, line_no),
         _proposal(fields[5], fields[6], reason, name, line_no),
+        line,
     )
 
 
@@ -411,13 +426,17 @@ class FormattedRows:
     indexed: list[str]
     wrmsd: list[str]
     lines: list[str]
+    top_header: bool = True
+    section_headers: bool = False
 
     def ledger_text(self) -> str:
-        """The ledger file: header once, each section line followed by its rows, LF line ends."""
-        parts = [HEADER_LINE]
+        """The ledger file: header once (or after every section line), each section line and its rows, LF."""
+        parts = [HEADER_LINE] if self.top_header else []
         start = 0
         for section, n_rows in zip(self.sections, self.counts, strict=True):
             parts.append(section)
+            if self.section_headers:
+                parts.append(HEADER_LINE)
             parts += self.lines[start:start + n_rows]
             start += n_rows
         return "\n".join(parts) + "\n"
@@ -459,9 +478,13 @@ def format_rows(histories: Mapping[EventKey, EventHistory]) -> FormattedRows:
         run_n = list(map(str, map(int, runs)))
         indexed = ["1" if flag else "0" for flag in map(_INDEXED_OF, rows)]
         wrmsd = ["" if value is None or math.isnan(value) else repr(float(value)) for value in map(WRMSD_OF, rows)]
-        lines = [f"{run},{sx},{sy},{flag},{value},{tail}"
-                 for run, sx, sy, flag, value, tail in zip(run_n, x, y, indexed, wrmsd, tails)]
-    return FormattedRows(sections, counts, run_n, x, y, indexed, wrmsd, lines)
+        lines = [text if text is not None else f"{run},{sx},{sy},{flag},{value},{tail}"
+                 for text, run, sx, sy, flag, value, tail in zip(map(_TEXT_OF, rows), run_n, x, y, indexed, wrmsd, tails)]
+    # A file read with a header after every section line (the original tools' layout) keeps it.
+    section_headers = any(history.own_header for history in histories.values())
+    first = next(iter(histories.values()), None)
+    top_header = not section_headers or (first is not None and first.header_above)
+    return FormattedRows(sections, counts, run_n, x, y, indexed, wrmsd, lines, top_header, section_headers)
 
 
 def _raise_for_bad_row(histories: Mapping[EventKey, EventHistory]) -> NoReturn:

@@ -6,7 +6,7 @@ inside each line::
     {
     "last_global_run": 3,
     "events": {
-    "/abs/file.h5//12": {"trials":[{"run_n":0,"det_shift_x_mm":0.0,"det_shift_y_mm":0.0,"wrmsd":null,
+    "/abs/file.h5::12": {"trials":[{"run_n":0,"det_shift_x_mm":0.0,"det_shift_y_mm":0.0,"wrmsd":null,
         "success":false}],"proposal_history":[{"next_run_n":1,"dx_mm":0.01,"dy_mm":-0.02,
         "reason":"step1_hillmap_pure_exploration"}],"ever_indexed":false},
     ...
@@ -14,7 +14,8 @@ inside each line::
 
 (each event is one line in the file; it is wrapped here).
 
-Event keys are :meth:`EventKey.label` (``<h5 path>//<event>``). ``wrmsd`` is ``null`` when the run
+Event keys are :meth:`EventKey.sidecar_key` (``<h5 path>::<event>``, the original tools' form, so
+their summary tools read this file; keys ``<h5 path>//<event>`` of earlier versions are read too). ``wrmsd`` is ``null`` when the run
 did not index and the string ``"inf"`` for an explicit failure (so the file stays standard JSON); a
 DONE proposal has ``dx_mm`` and ``dy_mm`` ``null``. Floats are written with ``repr`` precision, so a
 written state reads back equal.
@@ -125,7 +126,7 @@ def _state_text(event_lines: list[str], last_global_run: int) -> str:
 
 def _event_line(key: EventKey, trial_texts: list[str], history: Sequence[ProposalEntry], ever_indexed: bool) -> str:
     """One event's line: its key and compact JSON of its trials, proposal history and flag."""
-    return (f'{encode_basestring_ascii(key.label())}: {{"trials":[{",".join(trial_texts)}],'
+    return (f'{encode_basestring_ascii(key.sidecar_key())}: {{"trials":[{",".join(trial_texts)}],'
             f'"proposal_history":[{",".join(map(_proposal_json, history))}],'
             f'"ever_indexed":{_json_bool(ever_indexed)}}}')
 
@@ -223,7 +224,7 @@ def _state_from_json(document: Any, name: str, keep_trials: bool = True) -> RunS
         try:
             key = EventKey.from_label(label)
         except ValueError:
-            raise IciInputError(name, f"event key '{label}' is not '<h5 path>//<event>'", field_name=where) from None
+            raise IciInputError(name, f"event key '{label}' is not '<h5 path>::<event>'", field_name=where) from None
         events[key] = _event_from_json(event_json, name, where, keep_trials)
     return RunState(events, last)
 
@@ -263,6 +264,8 @@ def _trial_from_json(obj: Any, name: str, where: str, index: int) -> TrialRecord
         _fail(name, f"{where}.trials[{index}].det_shift_y_mm", "a finite number", y)
     if wrmsd == _INF:
         wrmsd = math.inf
+    elif type(wrmsd) is float and math.isnan(wrmsd):  # Python's json writes NaN for "not indexed"
+        wrmsd = None
     elif wrmsd is not None and not (type(wrmsd) in (float, int) and wrmsd >= 0):
         _fail(name, f"{where}.trials[{index}].wrmsd", 'null, "inf" or a number >= 0', wrmsd)
     if type(success) is not bool:

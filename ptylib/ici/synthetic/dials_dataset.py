@@ -2,16 +2,19 @@
 
 :func:`make_dials_dataset` renders a serial dataset with the project's simulator
 (:func:`ptylib.diffraction.still_renderer.render_stills`: random orientations, a flat background,
-Poisson noise, a Pilatus-100K-like detector) whose per-event true beam centres are offset from the
-nominal one (in the file headers) by up to ``radius_mm / √2`` along fast and slow, so every true
-offset lies in the ICI search disk of radius ``radius_mm``. Beside the renderer's files it writes
-the ICI truth ``still_crystfel.h5.truth.json`` (:mod:`ptylib.ici.synthetic.dataset`'s format), whose
-``true_offset_mm`` is the detector shift that puts the supplied centre on the true one; with the
-DIALS backend's (CrystFEL's) meaning of a shift that is the offset (fast, slow) itself. The ICI
-report reads it to give each event's distance from its best centre to the true one.
+Poisson noise) on a single-panel detector a DIALS user would recognise: 1000 x 1000 pixels of
+0.172 mm (Pilatus-like) at 155 mm, so the edge of the panel is at 2.0 Å resolution (1 Å beam). Each
+event's true beam centre is offset from the nominal one (in the file headers) by up to
+``radius_mm / √2`` along fast and slow, so every true offset lies in the ICI search disk of radius
+``radius_mm``. Beside the renderer's files it writes the ICI truths (:mod:`ptylib.ici.synthetic.dataset`'s
+format): ``still_crystfel.h5.truth.json`` for the HDF5 events and ``cbf/still_#####.cbf.truth.json``
+for each still (the ``--images`` events), whose ``true_offset_mm`` is the detector shift that puts
+the supplied centre on the true one; with the DIALS backend's (CrystFEL's) meaning of a shift that
+is the offset (fast, slow) itself. The ICI report and ``centres.csv`` errors read them.
 
-Rendering takes seconds per still, so an existing dataset in ``out_dir`` rendered with the same
-options is reused.
+Rendering takes about 9 s per still on one core (one sample per pixel: the 10-cell crystals' spots
+are several pixels wide), so an existing dataset in ``out_dir`` rendered with the same options is
+reused.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ from ptylib.ici.synthetic.dataset import TRUTH_FORMAT, truth_path_for
 from ptylib.io.atomic import atomic_write_json
 
 PREFIX = "still"
+#: The panel: 1000 x 1000 pixels of 0.172 mm at 155 mm, i.e. 2.0 Å at the middle of each edge (1 Å beam).
+DETECTOR_PIXELS = 1000
+PIXEL_MM = 0.172
+DISTANCE_MM = 155.0
+#: The stills, one event each, as ``ici run --images`` takes them (relative to the dataset folder).
+IMAGES_GLOB = "cbf/" + PREFIX + "_*.cbf"
 #: Lysozyme's space group, given to dials.index with the rendered cell (the renderer knows no symmetry).
 LYSOZYME_SPACE_GROUP = "P43212"
 #: Where :func:`render_stills` puts event ``i``'s miniCBF, as a DIALS backend ``image_template``.
@@ -45,14 +54,15 @@ MAX_RMSD_PX = 0.7
 
 @dataclass(frozen=True)
 class DialsDataset:
-    """A rendered dataset: the CrystFEL-style input of the loop, its truths, and how DIALS reads it.
+    """A rendered dataset: its stills (``images``, an absolute glob), the CrystFEL-style HDF5, truths, DIALS options.
 
     ``true_shift_mm`` (E, 2) is each event's true detector shift (mm), ``dials_options`` the fields of
-    a :class:`~ptylib.ici.backends.dials.DialsOptions` that index it (cell, space group, image
-    template, spot-finding threshold, RMSD gate).
+    a :class:`~ptylib.ici.backends.dials.DialsOptions` that index the HDF5 events (cell, space group,
+    image template, spot-finding threshold, RMSD gate); without ``image_template`` they index ``images``.
     """
 
     h5_path: Path
+    images: str
     geometry_path: Path
     truth_path: Path
     stills_truth_path: Path
@@ -65,15 +75,21 @@ class DialsDataset:
         return int(self.true_shift_mm.shape[0])
 
 
-def _still_options(events: int, seed: int, radius_mm: float, background_photons: float) -> Any:
+def _still_options(events: int, seed: int, radius_mm: float, background_photons: float, panel_px: int) -> Any:
+    from ptylib.diffraction.options import DetectorOptions
     from ptylib.diffraction.still_renderer import StillDatasetOptions
 
+    # A smaller panel moves closer, so its edge stays at the same resolution.
+    detector = DetectorOptions(fpixels=panel_px, spixels=panel_px, pixel_size_mm=PIXEL_MM,
+                               distance_mm=DISTANCE_MM * panel_px / DETECTOR_PIXELS, oversample=1)
     return StillDatasetOptions(events=events, seed=seed, beam_offset_max_mm=radius_mm / math.sqrt(2.0),
-                               background_photons=background_photons, prefix=PREFIX)
+                               background_photons=background_photons, prefix=PREFIX, detector=detector,
+                               dtype="float32")
 
 
 def make_dials_dataset(out_dir: str | os.PathLike[str], *, events: int = 24, seed: int = 2026,
-                       radius_mm: float = 0.05, background_photons: float = 2.0) -> DialsDataset:
+                       radius_mm: float = 0.05, background_photons: float = 2.0,
+                       panel_px: int = DETECTOR_PIXELS) -> DialsDataset:
     """Render (or reuse) ``events`` stills in ``out_dir`` and write their ICI truth; see the module docstring.
 
     Parameters
@@ -83,6 +99,7 @@ def make_dials_dataset(out_dir: str | os.PathLike[str], *, events: int = 24, see
     seed : seed of the orientations, offsets and noise.
     radius_mm : the ICI search radius (mm); true offsets are uniform in the square of half-side radius / √2.
     background_photons : flat background per pixel (photons) before Poisson noise.
+    panel_px : pixels along each side of the panel; a smaller panel (tests) sits closer, same edge resolution.
     """
     from ptylib.diffraction.still_renderer import render_stills
 
@@ -91,7 +108,7 @@ def make_dials_dataset(out_dir: str | os.PathLike[str], *, events: int = 24, see
     if not (math.isfinite(radius_mm) and radius_mm >= 0):
         raise ValueError(f"radius_mm must be a finite length >= 0 mm, got {radius_mm}")
     out = Path(out_dir).resolve()
-    options = _still_options(events, seed, radius_mm, background_photons)
+    options = _still_options(events, seed, radius_mm, background_photons, panel_px)
     stills_truth_path = out / f"{PREFIX}_truth.json"
     stills_truth = _existing_truth(stills_truth_path, options.model_dump(mode="json"))
     if stills_truth is None:
@@ -102,8 +119,12 @@ def make_dials_dataset(out_dir: str | os.PathLike[str], *, events: int = 24, see
     truth_path = truth_path_for(h5_path)
     atomic_write_json(truth_path, {"format": TRUTH_FORMAT, "seed": seed, "radius_mm": radius_mm,
                                    "true_offset_mm": true_shift.tolist(), "source": stills_truth_path.name})
+    for event, shift in zip(stills_truth["events"], true_shift.tolist(), strict=True):
+        atomic_write_json(truth_path_for(out / event["cbf"]), {
+            "format": TRUTH_FORMAT, "seed": seed, "radius_mm": radius_mm, "true_offset_mm": [shift],
+            "source": stills_truth_path.name})
     return DialsDataset(
-        h5_path=h5_path, geometry_path=out / stills_truth["files"]["crystfel_geom"], truth_path=truth_path,
+        h5_path=h5_path, images=str(out / IMAGES_GLOB), geometry_path=out / stills_truth["files"]["crystfel_geom"], truth_path=truth_path,
         stills_truth_path=stills_truth_path, true_shift_mm=true_shift,
         dials_options={"unit_cell": ",".join(f"{v:g}" for v in stills_truth["cell_A_deg"]),
                        "space_group": LYSOZYME_SPACE_GROUP, "image_template": IMAGE_TEMPLATE,

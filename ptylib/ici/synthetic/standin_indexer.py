@@ -52,6 +52,7 @@ from ptylib.ici.model import IciInputError
 from ptylib.ici.runroot.layout import DXDY_NAME
 from ptylib.ici.synthetic.dataset import IndexerModel, read_truth
 from ptylib.io.atomic import atomic_write_text
+from ptylib.io.h5filters import h5py_with_filters
 
 # Scale of the (1/d) column: 75 µm pixels, 100 mm camera length, 1.305 Å (9.5 keV).
 _PIXEL_M, _CLEN_M, _WAVELENGTH_M = 75e-6, 0.100, 1.305e-10
@@ -98,7 +99,7 @@ def _length_mm(handle: Any, value: str, event: int, source: str) -> float:
 
 
 def _read_frames(list_path: str, geometry_text: str, geometry_source: str) -> list[Frame]:
-    import h5py
+    h5py = h5py_with_filters()
 
     data_path = geometry_data_path(geometry_text, geometry_source)
     shift_from = {key: value for _, key, value in geometry_entries(geometry_text)
