@@ -22,7 +22,8 @@ pipelines:
   study      dose/overlap ptychography study (datasets, views, PINN, LSQML, comparison)
   debug      sim-lines debug scenarios: PINN on a lines object, diagnostics, pass/fail report
   diffuse    diffuse scattering from stills: Phases 1-3 and the Phase 3 visual check
-  demo       the main job on the built-in synthetic data (small profile)
+  demo       the main job: every pipeline's small profile on built-in synthetic data
+  ui         the local Prefect server, UI, worker, inbox watcher and deployments (up|status|down)
 """
 
 
@@ -87,11 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_diffuse_commands(sub)
 
-    demo = sub.add_parser("demo", help="the main job: run the pipelines on built-in synthetic data")
-    from flows import ici_cli_run
+    from flows import demo_cli
 
-    ici_cli_run.add_demo_arguments(demo)
-    demo.set_defaults(handler=ici_cli_run.run_demo)
+    demo = sub.add_parser("demo", help="the main job: every pipeline's small profile on built-in synthetic data",
+                          description="Every landed pipeline's small profile as subflows of one parent flow "
+                                      "run, failures isolated; one report (artifact and report.md) at the end.")
+    demo_cli.add_demo_arguments(demo)
+    demo.set_defaults(handler=demo_cli.run_demo)
+    from flows import ui_cli
+
+    ui_cli.add_ui_arguments(sub)
     return parser
 
 
@@ -102,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``error: ...`` on stderr with exit code 2, not a traceback.
     """
     args = build_parser().parse_args(argv)
+    from flows.ui_cli import use_running_server
+
+    use_running_server()
     handler: Handler = args.handler
     try:
         return handler(args)

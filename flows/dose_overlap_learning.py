@@ -42,6 +42,16 @@ def train_phase(run_dir: str, doses: Sequence[float] = (), views: Sequence[str] 
     ``doses``/``views``/``gridsizes`` filter the job matrix (``full`` is the whole train split);
     ``dry_run`` only writes ``phase_e/training_plan.json``; ``guardrail_reference`` checks every trained
     job's final loss against that manifest (within ``guardrail_tolerance``, a fraction).
+
+    Parameters
+    ----------
+    run_dir : folder of the study (phases A to D must have run in it).
+    doses : doses to train (photons; empty: all).
+    views : overlap views to train (dense, sparse, full; empty: all).
+    gridsizes : PINN group sizes to train (1, 2; empty: all).
+    dry_run : only write the training plan.
+    guardrail_reference : a training manifest whose final losses every job must match.
+    guardrail_tolerance : allowed relative difference from the reference's final loss (fraction).
     """
     design_json = str(Path(run_dir) / DESIGN)
     read_json(run_dir, DESIGN, "A")
@@ -61,7 +71,12 @@ def train_phase(run_dir: str, doses: Sequence[float] = (), views: Sequence[str] 
 
 @flow(name="study-phase-g-compare", flow_run_name="compare")
 def compare_phase(run_dir: str) -> str:
-    """Phase G: for every dose × view, PINN vs supervised baseline vs LSQML on the same test split."""
+    """Phase G: for every dose × view, PINN vs supervised baseline vs LSQML on the same test split.
+
+    Parameters
+    ----------
+    run_dir : folder of the study (phases E and F must have run in it).
+    """
     design_json = str(Path(run_dir) / DESIGN)
     training = read_json(run_dir, TRAINING_MANIFEST, "E")["jobs"]
     conditions, skipped = comparison_conditions(run_dir, training,
@@ -72,7 +87,12 @@ def compare_phase(run_dir: str) -> str:
 
 @flow(name="study-phase-h-summary", flow_run_name="summary")
 def summary_phase(run_dir: str) -> str:
-    """Phase H: ``phase_h/summary.md`` and ``summary.json`` with plots, skips, design, versions and seeds."""
+    """Phase H: ``phase_h/summary.md`` and ``summary.json`` with plots, skips, design, versions and seeds.
+
+    Parameters
+    ----------
+    run_dir : folder of the study (phase G must have run in it).
+    """
     compared = read_json(run_dir, COMPARISON_MANIFEST, "G")
     skipped = (read_json(run_dir, VIEWS_MANIFEST, "D")["skipped"] + read_json(run_dir, SKIP_SUMMARY, "E")["skipped_views"]
                + [s | {"job": "comparison"} for s in compared["skipped"]])

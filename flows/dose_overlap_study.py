@@ -40,7 +40,14 @@ PHASES = "ABCDEFGH"
 
 @flow(name="study-phase-a-design", flow_run_name="design-{profile}")
 def design_phase(run_dir: str, profile: Profile = "small", design: StudyDesign | None = None) -> str:
-    """Phase A: the typed, validated study constants, written to ``phase_a/design.json``."""
+    """Phase A: the typed, validated study constants, written to ``phase_a/design.json``.
+
+    Parameters
+    ----------
+    run_dir : folder of the study.
+    profile : named design (smoke, small or full) used when no explicit design is given.
+    design : an explicit design; it wins over the profile.
+    """
     return design_task(run_dir, design or StudyDesign.for_profile(profile))
 
 
@@ -49,6 +56,12 @@ def inputs_phase(run_dir: str, object_npz: str | None = None, force: bool = Fals
     """Phase B: object and probe (synthetic, or ``object_npz``), scan, and the design's feasibility on them.
 
     Inputs made earlier from another object are replaced (with all that derives from them) only if ``force``.
+
+    Parameters
+    ----------
+    run_dir : folder of the study (phase A must have run in it).
+    object_npz : a real reconstruction NPZ (objectGuess, probeGuess) instead of the synthetic pair.
+    force : replace inputs made earlier from another object, and everything derived from them.
     """
     read_json(run_dir, DESIGN, "A")
     inputs_task(run_dir, str(Path(run_dir) / DESIGN), object_npz, force)
@@ -57,7 +70,12 @@ def inputs_phase(run_dir: str, object_npz: str | None = None, force: bool = Fals
 
 @flow(name="study-phase-c-generation", flow_run_name="generation")
 def generation_phase(run_dir: str) -> str:
-    """Phase C: per dose simulate → canonicalise → split on y → group → validate; ``run_manifest.json``."""
+    """Phase C: per dose simulate → canonicalise → split on y → group → validate; ``run_manifest.json``.
+
+    Parameters
+    ----------
+    run_dir : folder of the study (phases A and B must have run in it).
+    """
     design = read_json(run_dir, DESIGN, "A")
     base = read_json(run_dir, INPUTS, "B")["base_npz"]
     progress = ProgressArtifact(len(design["doses"]), "phase C: doses generated")
@@ -71,7 +89,12 @@ def generation_phase(run_dir: str) -> str:
 
 @flow(name="study-phase-d-views", flow_run_name="views")
 def views_phase(run_dir: str) -> str:
-    """Phase D: dense and sparse views of every dose (spacing filter S = (1 − f)·N); skips carry a reason."""
+    """Phase D: dense and sparse views of every dose (spacing filter S = (1 − f)·N); skips carry a reason.
+
+    Parameters
+    ----------
+    run_dir : folder of the study (phases A to C must have run in it).
+    """
     design = read_json(run_dir, DESIGN, "A")
     doses = read_json(run_dir, RUN_MANIFEST, "C")["doses"]
     futures = [view_task.submit(run_dir, str(Path(run_dir) / DESIGN), record["dose"],
@@ -87,7 +110,14 @@ def views_phase(run_dir: str) -> str:
 @flow(name="study-phase-f-lsqml", flow_run_name="lsqml")
 def lsqml_phase(run_dir: str, torch_threads: int | None = 1, device: Device = Device.AUTO) -> str:
     """Phase F: pty-chi LSQML of each dose's full test split and of every view's test split, one at a time
-    (pty-chi sets process-wide torch state, so reconstructions do not share a process concurrently)."""
+    (pty-chi sets process-wide torch state, so reconstructions do not share a process concurrently).
+
+    Parameters
+    ----------
+    run_dir : folder of the study (phases A to D must have run in it).
+    torch_threads : torch threads for LSQML (None: torch's default).
+    device : torch device for pty-chi (auto: a GPU when present, else the CPU).
+    """
     design_json = str(Path(run_dir) / DESIGN)
     read_json(run_dir, DESIGN, "A")
     targets = [(r["dose"], "full", r["test"]["path"]) for r in read_json(run_dir, RUN_MANIFEST, "C")["doses"]]

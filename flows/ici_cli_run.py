@@ -57,6 +57,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     command.add_argument("--command-template", help="shell template with {h5_path} {event} {det_shift_x_mm} "
                          "{det_shift_y_mm} {event_dir} {stream} (required with --backend command)")
     _add_loop_arguments(parser)
+    from flows.scale_out import add_scale_out_arguments
+
+    add_scale_out_arguments(parser)
     add_ici_propose_arguments(parser)
 
 
@@ -129,6 +132,7 @@ def run_loop(args: argparse.Namespace) -> int:
 
         def start() -> dict:
             from flows.ici_loop import ici_loop
+            from flows.scale_out import scale_out_from_args
 
             return ici_loop(
                 run_root=str(Path(args.run_root).resolve()), inputs=[str(Path(i).resolve()) for i in args.inputs],
@@ -138,6 +142,7 @@ def run_loop(args: argparse.Namespace) -> int:
                 dials=options if backend == "dials" else None, proposer=proposer,
                 max_iterations=args.max_iterations, initial_shift_mm=tuple(args.initial_shift_mm),
                 workers=args.workers, batch_size=args.batch_size, event_timeout_s=args.event_timeout_s,
+                scale_out=scale_out_from_args(args),
             )
 
         return start

@@ -92,8 +92,16 @@ def ici_demo(
 ) -> dict[str, object]:
     """Write a synthetic run under ``<run_root>/data`` and run the ICI loop on it in ``run_root``.
 
-    ``indexer`` is ``dials``, ``standin`` or ``auto`` (DIALS when ``dials.import`` is on PATH).
-    ``refine=False`` runs the indexer without detector refinement (Step-1 search only).
+    Parameters
+    ----------
+    run_root : folder of the demo; the synthetic data go to its data sub-folder.
+    n_events : synthetic events (stills) to write.
+    data_seed : seed of the synthetic data (true centres, crystal orientations).
+    refine : let the indexer refine the detector; off gives the Step-1 search only.
+    indexer : dials, standin (the stand-in indexamajig) or auto (DIALS when dials.import is on PATH).
+    proposer : the proposer's knobs (the seed's defaults).
+    max_iterations : total number of runs of the run root.
+    workers : event batches indexed at the same time.
     """
     root = Path(run_root).resolve()
     options = proposer or ProposerOptions()

@@ -30,6 +30,11 @@ def ici_flight_check(parent: str = "runs/flight-check/ici", check: FlightCheckOp
 
     Returns the run root, the threshold rows and the older run roots deleted; raises ``FlightCheckFailed``
     (after writing everything) when a threshold is missed.
+
+    Parameters
+    ----------
+    parent : folder of the flight checks' run roots (one new timestamped run root per check).
+    check : size of the check (events, iterations, indexer) and its pass thresholds.
     """
     options = check or FlightCheckOptions()
     root = new_run_root(parent)

@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
+from flows.scale_out import ScaleOut, task_runners
 from ptylib.ici.backends import (
     BackendName,
     CommandOptions,
@@ -40,6 +41,30 @@ from tasks.ici import (
 )
 
 
+def fan_out_events(scripts: list[str], run_n: int, workers: int, batch_size: int, event_timeout_s: float) -> int:
+    """Run one iteration's event scripts in batches (one task run per batch), at most ``workers`` at once.
+
+    Called inside the loop's flow run (threads), or as the subflow :data:`index_events` on a Dask task
+    runner. Returns the number of scripts run.
+    """
+    size = batch_size or max(1, math.ceil(len(scripts) / (4 * max(workers, 1))))
+    progress = ProgressArtifact(len(scripts), f"run {run_n:03d}: events indexed")
+    pending: list = []
+    for batch in batches(scripts, size):
+        if len(pending) >= max(workers, 1):  # bounded fan-out, whatever the task runner
+            finished = next(as_completed(pending))
+            pending.remove(finished)
+            progress.advance(len(finished.result()))
+        pending.append(run_events_task.submit(batch, event_timeout_s))
+    for future in as_completed(pending):
+        progress.advance(len(future.result()))
+    return len(scripts)
+
+
+index_events = flow(name="ici-index-events", flow_run_name="ici-index-run-{run_n}")(fan_out_events)
+"""The fan-out as a subflow, so that it can run on another task runner than the loop's (Dask)."""
+
+
 @flow(name="ici-loop", log_prints=True)
 def ici_loop(
     run_root: str,
@@ -57,6 +82,7 @@ def ici_loop(
     workers: int = 2,
     batch_size: int = 0,
     event_timeout_s: float = 600.0,
+    scale_out: ScaleOut | None = None,
 ) -> dict[str, object]:
     """Iterate indexing runs ``run_000, run_001, ...`` until every event is DONE or ``max_iterations`` runs exist.
 
@@ -70,8 +96,11 @@ def ici_loop(
     backend, crystfel, command, dials : the indexer and its options.
     proposer : the proposer's knobs (the seed's defaults).
     max_iterations : total number of runs of the run root (a resumed loop continues up to it).
+    initial_shift_mm : detector shift (x, y) of every event's first run (mm).
     workers : event batches indexed at the same time; batch_size : events per task run (0 = automatic).
-    event_timeout_s : wall-clock limit of one event's indexing job.
+    event_timeout_s : wall-clock limit of one event's indexing job (s).
+    scale_out : where the event batches run: threads in this process (default) or a Dask cluster
+        (a local one started for the run, or a scheduler address).
 
     Every loop ends with ``centres.csv`` in the run root (each event's answer, also the table artifact
     ``ici-centres``). When an input has a hidden truth beside it (``<file>.truth.json``, synthetic
@@ -86,7 +115,7 @@ def ici_loop(
     indexer = make_backend(backend, backend_options)
     keys = resolve_events(inputs or [], events, event_list, images=images)
     check_backend_inputs(keys, indexer)
-    with RunRootLock(root, owner="ici-loop flow"):
+    with task_runners(scale_out or ScaleOut()) as make_runner, RunRootLock(root, owner="ici-loop flow"):
         for job in end_stale_jobs(root):  # left by an earlier run that died without ending them
             logger.warning("ended stale indexing job %s (pid %d) of an earlier run", job.script, job.pid)
         write_manifest(root, pipeline="ici_loop", inputs=inputs or [], parameters={
@@ -95,6 +124,7 @@ def ici_loop(
             "backend_options": dataclasses.asdict(backend_options) if backend_options else {},
             "proposer": options.to_dict(), "max_iterations": max_iterations,
             "initial_shift_mm": initial_shift_mm, "workers": workers, "event_timeout_s": event_timeout_s,
+            "scale_out": (scale_out or ScaleOut()).model_dump(mode="json"),
         })
         if (root / LEDGER_NAME).exists():
             propose_task(str(root), options)  # a killed run may have ingested without proposing
@@ -104,17 +134,8 @@ def ici_loop(
                 break
             logger.info("run %03d: %d events to index, %d done", plan.run_n, len(plan.jobs), plan.n_done)
             scripts = prepare_run_task(str(root), plan, indexer)
-            size = batch_size or max(1, math.ceil(len(scripts) / (4 * max(workers, 1))))
-            progress = ProgressArtifact(len(scripts), f"run {plan.run_n:03d}: events indexed")
-            pending: list = []
-            for batch in batches(scripts, size):
-                if len(pending) >= max(workers, 1):  # bounded fan-out, whatever the task runner
-                    finished = next(as_completed(pending))
-                    pending.remove(finished)
-                    progress.advance(len(finished.result()))
-                pending.append(run_events_task.submit(batch, event_timeout_s))
-            for future in as_completed(pending):
-                progress.advance(len(future.result()))
+            fan_out = fan_out_events if make_runner is None else index_events.with_options(task_runner=make_runner())
+            fan_out(scripts, plan.run_n, workers, batch_size, event_timeout_s)
             failure = collect_run_task(str(root), plan, indexer)["failure"]
             if failure:
                 raise IndexerFailedError(failure)

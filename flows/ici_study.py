@@ -49,6 +49,19 @@ def ici_study(
     ``initial_shift_mm`` is every event's first centre (mm; the search disk is centred on it): away
     from the nominal centre it makes a hard start, where runs until first index tell strategies apart.
     Returns the figures per (mode, strategy) and the path of ``study.md``.
+
+    Parameters
+    ----------
+    run_root : folder of the study; each loop runs in its MODE/STRATEGY sub-folder.
+    n_events : synthetic events (stills) shared by every strategy.
+    data_seed : seed of the synthetic data.
+    modes : fixed (detector not refined) and/or refine.
+    strategies : proposer policies to compare (model, hillmap, spiral, random).
+    indexer : dials, standin or auto (DIALS when installed).
+    proposer : the other proposer knobs, shared by all strategies (baseline_runs is the baselines' budget).
+    max_iterations : runs per loop.
+    initial_shift_mm : every event's first centre (x, y) in mm; the search disk is centred on it.
+    workers : event batches indexed at the same time.
     """
     bad = [m for m in modes if m not in MODES] + [s for s in strategies if s not in POLICIES]
     if bad or not modes or not strategies:

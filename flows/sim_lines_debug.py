@@ -78,7 +78,15 @@ def sim_lines_ab(kind: ABKind = "grouping", out_dir: str = "runs/sim-lines", epo
                  canvas_px: int | None = None) -> dict[str, Any]:
     """An A/B diagnostic in ``out_dir/ab``: ``grid`` (the grid and nongrid scenarios end to end, same seeds
     and probe), ``probe`` (normalisation), ``grouping`` or ``reassembly`` (gs1_ideal vs gs2_ideal; the last on a
-    required vs an undersized canvas, ``canvas_px`` or one patch)."""
+    required vs an undersized canvas, ``canvas_px`` or one patch).
+
+    Parameters
+    ----------
+    kind : the diagnostic: grid, probe, grouping or reassembly.
+    out_dir : outputs go to out_dir/ab (relative to the working directory).
+    epochs : PINN training epochs (None: the scenarios').
+    canvas_px : the undersized canvas side of the reassembly diagnostic (None: one patch).
+    """
     out = str(Path(out_dir).resolve() / "ab")
     if kind != "grid":
         return ab_task(kind, default_scenarios(kind), out, canvas_px)

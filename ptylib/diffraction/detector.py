@@ -59,7 +59,8 @@ class PixelGeometry:
 
     ``scattering_A`` is (pixels, subpixels, 3) in 1/Å; ``weight`` is (pixels, subpixels) when
     ``oversample_omega`` or ``oversample_polar`` asks for per-sub-pixel factors, else (pixels, 1)
-    evaluated at the pixel centre. The image is ``(I_sub * weight).mean(-1)`` times the scale.
+    evaluated at the pixel's first sub-pixel, as nanoBragg does. The image is
+    ``(I_sub * weight).mean(-1)`` times the scale.
     """
 
     scattering_A: Tensor
@@ -107,16 +108,13 @@ def pixel_geometry(detector: DetectorOptions, beam: BeamOptions, oversample: int
     unit = positions / torch.linalg.vector_norm(positions, dim=-1, keepdim=True)
     incident = torch.tensor([1.0, 0.0, 0.0], dtype=dtype, device=device)
     scattering = (unit - incident) / beam.wavelength_A
-    # Both factors are evaluated once per pixel, at its centre, unless asked per sub-pixel. (nanoBragg
-    # evaluates them at the first sub-pixel; the difference is below 1e-4 of the value.)
-    centres = _pixel_positions_mm(detector, 1, dtype, device).reshape(pixels, 1, 3)
-    omega_pix, polar_pix = _omega_polar(centres, detector, beam)
+    # nanoBragg evaluates both factors once per pixel unless asked per sub-pixel, at the pixel's first
+    # sub-pixel (subS = subF = 0, nearest the corner of pixel (0, 0)): it caches them when they are
+    # still 0. At short distances with large pixels that differs from the pixel centre by percents.
+    omega, polar = _omega_polar(positions[:, :1], detector, beam)
     if detector.oversample_omega or detector.oversample_polar:
         omega_sub, polar_sub = _omega_polar(positions, detector, beam)
-        omega = omega_sub if detector.oversample_omega else omega_pix
-        polar = polar_sub if detector.oversample_polar else polar_pix
-        weight = omega * polar
-    else:
-        weight = omega_pix * polar_pix
-    return PixelGeometry(scattering_A=scattering, weight=weight, shape=(detector.spixels, detector.fpixels),
+        omega = omega_sub if detector.oversample_omega else omega
+        polar = polar_sub if detector.oversample_polar else polar
+    return PixelGeometry(scattering_A=scattering, weight=omega * polar, shape=(detector.spixels, detector.fpixels),
                          oversample=oversample)

@@ -10,34 +10,51 @@ import torch
 from torch import Tensor
 
 
-def sincg(x: Tensor, n_cells: Tensor) -> Tensor:
-    """Shape transform sin(N x) / sin(x) of a row of N cells, with its limit N where sin(x) = 0.
+#: Lattice shape transforms: ``square`` (a parallelepiped crystal, nanoBragg's default) and ``gauss``.
+SHAPES = ("square", "gauss")
 
-    Evaluated at ``x = pi * h``: nanoBragg's ``sincg(M_PI*h, Na)``. The inner ``where`` keeps the
-    division (and its gradient) finite at sin(x) = 0, where the true derivative is 0.
+
+def shape_transform(h: Tensor, n_cells: float, *, shape: str = "square",
+                    slope: bool = False) -> tuple[Tensor, Tensor | None]:
+    """One axis's factor of F_latt at fractional Miller index ``h`` and, with ``slope``, its derivative in h.
+
+    ``square``: nanoBragg's ``sincg(M_PI*h, N)`` = sin(pi N h) / sin(pi h). ``gauss`` (nanoBragg
+    ``-gauss``): N exp(-(N (h - h0))^2 / 0.63) to the nearest integer h0, so the product over the
+    three axes is Na Nb Nc exp(-hrad^2 / 0.63), spots without the sinc side lobes.
+
+    ``h`` (any shape) is overwritten (the kernels own it). Only the fractional part is used: |sincg|
+    has period 1 in h and the caller squares it, and reducing first keeps sin(pi h) exact near the
+    peaks (sin of a large pi h carries its rounding error), so values and slopes stay accurate
+    there. At integer h, where sin(pi h) = 0 and only there, the sincg quotients are 0/0 = NaN and
+    take their limits: N for the value, 0 for the slope.
     """
+    frac = h.sub_(torch.round(h))
+    if shape == "gauss":
+        value = frac.mul(n_cells).square_().mul_(-1.0 / 0.63).exp_().mul_(n_cells)
+        return value, (frac.mul(-2.0 * n_cells**2 / 0.63).mul_(value) if slope else None)
+    if shape != "square":
+        raise ValueError(f"lattice shape must be one of {SHAPES}, got {shape!r}")
+    x = frac.mul_(torch.pi)
     sin_x = torch.sin(x)
-    zero = sin_x == 0
-    ratio = torch.sin(n_cells * x) / torch.where(zero, 1.0, sin_x)
-    return torch.where(zero, n_cells, ratio)
+    n_x = x.mul_(n_cells)
+    value = torch.sin(n_x).div_(sin_x).nan_to_num_(nan=n_cells)
+    if not slope:
+        return value, None
+    # d/dh sin(N x)/sin(x) = pi (N cos(N x) - value cos(x)) / sin(x); x lies in [-pi/2, pi/2], so
+    # cos(x) = sqrt(1 - sin(x)^2) >= 0, which is cheaper than a second cosine.
+    cos_x = sin_x.square().neg_().add_(1.0).sqrt_()
+    derivative = torch.cos(n_x).mul_(n_cells).sub_(cos_x.mul_(value)).div_(sin_x).nan_to_num_(nan=0.0)
+    return value, derivative.mul_(torch.pi)
 
 
 def lattice_factor(hkl: Tensor, n_cells: Tensor, shape: str = "square") -> Tensor:
-    """Lattice shape transform F_latt; ``hkl`` (..., 3) -> (...).
-
-    ``square`` (nanoBragg's default, a parallelepiped crystal): sincg(pi h, Na) sincg(pi k, Nb)
-    sincg(pi l, Nc). ``gauss`` (nanoBragg ``-gauss``): Na Nb Nc exp(-hrad^2 / 0.63) with
-    hrad^2 = sum((h - h0)^2 N^2) to the nearest lattice point h0: spots without the sinc side lobes.
-    """
-    # |sincg| depends only on the fractional part, and the caller squares it. Reducing first keeps
-    # sin(x) exact near x = 0, so sin(x) vanishes only there and the gradient stays accurate near
-    # the peaks (sin(pi h) of a large h carries the rounding error of pi h).
-    frac = hkl - torch.round(hkl)
-    if shape == "gauss":
-        return n_cells.prod() * torch.exp(-(frac * n_cells).square().sum(dim=-1) / 0.63)
-    if shape != "square":
-        raise ValueError(f"lattice shape must be 'square' or 'gauss', got {shape!r}")
-    return sincg(torch.pi * frac, n_cells).prod(dim=-1)
+    """F_latt of fractional indices ``hkl`` (..., 3) for cell counts ``n_cells`` (3,): the product of the axes'
+    ``shape_transform``s (what the simulator's kernel evaluates, axis by axis)."""
+    factor = None
+    for axis in range(3):
+        value, _ = shape_transform(hkl[..., axis].clone(), float(n_cells[axis]), shape=shape)
+        factor = value if factor is None else factor * value
+    return factor
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,7 @@ class StructureFactors:
 
     default_F: float
     hkl_min: tuple[int, int, int] | None = None
-    table: np.ndarray | None = None
+    table: np.ndarray | Tensor | None = None
 
     @classmethod
     def from_reflections(cls, hkl: np.ndarray, amplitudes: np.ndarray, default_F: float) -> StructureFactors:
@@ -82,14 +99,24 @@ class StructureFactors:
         data = data.reshape(-1, 4)
         return cls.from_reflections(np.rint(data[:, :3]), data[:, 3], default_F)
 
-    def lookup(self, hkl: Tensor) -> Tensor | float:
-        """F at the nearest reciprocal-lattice point of fractional indices ``hkl`` (..., 3)."""
+    def to(self, dtype: torch.dtype, device: torch.device | str) -> StructureFactors:
+        """The same factors with the table as a tensor on ``device`` (converted once, not per lookup)."""
+        if self.table is None:
+            return self
+        return StructureFactors(self.default_F, self.hkl_min, torch.as_tensor(self.table, dtype=dtype, device=device))
+
+    def lookup(self, h: Tensor, k: Tensor, l: Tensor) -> Tensor | float:  # noqa: E741 - Miller index
+        """F at the nearest reciprocal-lattice point of fractional indices ``h``, ``k``, ``l`` (same shape)."""
         if self.table is None:
             return self.default_F
-        table = torch.as_tensor(self.table, dtype=hkl.dtype, device=hkl.device)
-        index = torch.ceil(hkl - 0.5).to(torch.int64) - torch.as_tensor(self.hkl_min, device=hkl.device)
-        shape = torch.as_tensor(self.table.shape, device=hkl.device)
-        inside = ((index >= 0) & (index < shape)).all(dim=-1)
-        index = torch.where(inside[..., None], index, torch.zeros_like(index))
-        flat = (index[..., 0] * shape[1] + index[..., 1]) * shape[2] + index[..., 2]
+        table = torch.as_tensor(self.table, dtype=h.dtype, device=h.device)
+        inside = None
+        flat = None
+        for axis, index in enumerate((h, k, l)):
+            index = torch.ceil(index - 0.5).to(torch.int64) - self.hkl_min[axis]
+            size = self.table.shape[axis]
+            valid = (index >= 0) & (index < size)
+            inside = valid if inside is None else inside & valid
+            flat = index if flat is None else flat * size + index
+        flat = torch.where(inside, flat, torch.zeros_like(flat))
         return torch.where(inside, table.reshape(-1)[flat], self.default_F)

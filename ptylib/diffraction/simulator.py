@@ -5,34 +5,37 @@ a_d, b_d, c_d (Å), the fractional indices are h = a_d . S (and k, l alike) and
 
     I_pixel = r_e^2 * fluence * mean_{sub, d}[(F(h0, k0, l0) * sincg(pi h, Na) sincg(pi k, Nb) sincg(pi l, Nc))^2 * w]
 
-with ``w`` the solid angle times the polarisation factor (per pixel, or per sub-pixel with the
-``oversample_omega`` / ``oversample_polar`` flags). Everything is batched over sub-pixels and
-domains; pixels are processed in chunks so a 1024 x 1024 image fits in memory.
+with ``w`` the solid angle times the polarisation factor: those of the pixel's first sub-pixel by
+default (nanoBragg's choice), or of every sub-pixel with the ``oversample_omega`` /
+``oversample_polar`` flags. The sums over sub-pixels and domains run in ``kernel.py`` on blocks
+of pixels sized for the device (``execution.py``), with an analytic backward pass.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 
 import torch
-import torch.utils.checkpoint
 from torch import Tensor
 
 from ptylib.diffraction.cell import oriented_real_vectors
 from ptylib.diffraction.detector import PixelGeometry, auto_oversample, pixel_geometry
-from ptylib.diffraction.lattice import StructureFactors, lattice_factor
+from ptylib.diffraction.execution import (
+    GuardedCompile,
+    chunk_elements_for,
+    intra_op_threads,
+    keep_jacobian_for,
+    measured_thread_count,
+)
+from ptylib.diffraction.kernel import ChunkedIntensity, KernelRun, block_intensity
+from ptylib.diffraction.lattice import StructureFactors
 from ptylib.diffraction.mosaic import mosaic_draws, mosaic_rotations
 from ptylib.diffraction.options import SimulationOptions, check_cell_parameters
 
 #: Classical electron radius squared (m^2), nanoBragg's ``r_e_sqr``.
 R_E_SQR_M2 = 7.94079248018965e-30
-#: Elements of one chunk's (sub-pixels x domains x 3) intermediates: 2 MiB in float64, small enough
-#: to stay in cache and in the allocator's reused blocks (32 MiB chunks ran 2-4x slower here, fresh
-#: pages from the OS every time) and large enough to keep the number of parallel regions low.
-DEFAULT_CHUNK_ELEMENTS = 1 << 18
-#: Above this many (sub-pixel x domain x axis) elements a differentiable render recomputes each
-#: chunk in the backward pass instead of keeping its intermediates (about 1 GiB in float64).
-CHECKPOINT_ELEMENTS = 1 << 24
 
 
 class Simulator:
@@ -48,14 +51,37 @@ class Simulator:
     dtype, device
         Floating type (float64 default, float32 allowed) and torch device of every tensor.
     chunk_elements
-        Bound on the elements of one chunk's (sub-pixels x domains x 3) intermediates.
+        Bound on the (sub-pixels x domains x 3) elements of one block of pixels; default: from the
+        device (``execution.chunk_elements_for``).
+    threads
+        torch intra-op threads while rendering on a CPU; default: the fastest of 1, 2, 4, ... up to
+        torch's count, measured on one block by the first render of that block shape in the process
+        (``execution.measured_thread_count``).
+    fused
+        Run ``torch.compile``d kernels (Triton on CUDA); default: on CUDA only. The eager kernels
+        are the fallback when compiling fails.
+
+    Attributes
+    ----------
+    shape
+        (spixels, fpixels) of the rendered image.
+    oversample
+        Sub-pixels per pixel edge.
+    chunk_elements, threads, fused
+        The block size, the CPU thread count (None until measured, and on CUDA) and the kernel used.
+    keep_jacobian
+        Whether a differentiable render keeps its Jacobians for the backward pass (``kernel.py``).
     """
 
     def __init__(self, options: SimulationOptions, *, structure_factors: StructureFactors | None = None,
                  dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
-                 chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> None:
+                 chunk_elements: int | None = None, threads: int | None = None, fused: bool | None = None) -> None:
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        if chunk_elements is not None and chunk_elements < 1:
+            raise ValueError(f"chunk_elements must be >= 1, got {chunk_elements}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         crystal = options.crystal
         self.options = options
         self.dtype = dtype
@@ -64,17 +90,45 @@ class Simulator:
             structure_factors = (StructureFactors.from_hkl_file(crystal.hkl_path, crystal.default_F)
                                  if crystal.hkl_path is not None else StructureFactors(crystal.default_F))
         self.structure_factors = structure_factors
+        self._factors = structure_factors.to(dtype, self.device)
         self.oversample = auto_oversample(crystal, options.detector, options.beam)
-        self.geometry: PixelGeometry = pixel_geometry(options.detector, options.beam, self.oversample,
-                                                      dtype=dtype, device=self.device)
+        geometry = pixel_geometry(options.detector, options.beam, self.oversample, dtype=dtype, device=self.device)
+        self.shape = geometry.shape
         axes, fraction = mosaic_draws(crystal.mosaic_domains, crystal.mosaic_seed)
         self._mosaic_axes = torch.as_tensor(axes, dtype=dtype, device=self.device)
         self._mosaic_fraction = torch.as_tensor(fraction, dtype=dtype, device=self.device)
-        self._n_cells = torch.as_tensor(crystal.n_cells, dtype=dtype, device=self.device)
+        self._n_cells = tuple(float(n) for n in crystal.n_cells)
         self._scale = R_E_SQR_M2 * options.beam.fluence_photons_per_m2
-        per_pixel = self.oversample**2 * 3 * crystal.mosaic_domains
-        self._chunk_pixels = max(1, chunk_elements // per_pixel)
-        self._checkpoint = per_pixel * self.geometry.scattering_A.shape[0] > CHECKPOINT_ELEMENTS
+        self.chunk_elements = chunk_elements or chunk_elements_for(self.device, dtype)
+        # Only the padded, transposed copy is kept: the geometry's own tensors are as large.
+        self._scattering_t, self._weight, self._block_pixels = self._blocks(geometry, self.chunk_elements)
+        blocks, _, elements = self._scattering_t.shape
+        self._jacobian_shape = (blocks, 3, crystal.mosaic_domains, elements)
+        jacobian_bytes = math.prod(self._jacobian_shape) * self._scattering_t.element_size()
+        self.keep_jacobian = keep_jacobian_for(self.device, jacobian_bytes)
+        self._jacobians: Tensor | None = None  # allocated by the first differentiable render
+        self.threads = threads if self.device.type == "cpu" else None
+        self._measure_threads = threads is None and self.device.type == "cpu"
+        self.fused = self.device.type == "cuda" if fused is None else fused
+        self._kernel = GuardedCompile(block_intensity) if self.fused else block_intensity
+
+    @property
+    def compile_failure(self) -> str | None:
+        """Why the fused kernel fell back to the eager one (None when it did not, or is not used)."""
+        return self._kernel.failure if isinstance(self._kernel, GuardedCompile) else None
+
+    def _blocks(self, geometry: PixelGeometry, chunk_elements: int) -> tuple[Tensor, Tensor, int]:
+        """Scattering vectors (blocks, 3, block * sub), weights padded with zero-weight pixels, block size."""
+        scattering, weight = geometry.scattering_A, geometry.weight
+        pixels, sub = scattering.shape[:2]
+        per_pixel = sub * 3 * self.options.crystal.mosaic_domains
+        blocks = math.ceil(pixels / max(1, chunk_elements // per_pixel))
+        block = math.ceil(pixels / blocks)
+        padding = blocks * block - pixels
+        scattering = torch.cat([scattering, scattering.new_zeros((padding, sub, 3))])
+        weight = torch.cat([weight, weight.new_zeros((padding, weight.shape[1]))])
+        scattering_t = scattering.reshape(blocks, block * sub, 3).transpose(1, 2).contiguous()
+        return scattering_t, weight, block
 
     def tensor(self, values: Sequence[float] | float | Tensor) -> Tensor:
         """``values`` as a tensor of the simulator's dtype and device (for parameters to refine)."""
@@ -108,27 +162,30 @@ class Simulator:
             orientation = self._parameter("orientation", orientation)
         real = oriented_real_vectors(cell, misset_deg, orientation)
         domains = mosaic_rotations(mosaic_spread_deg, self._mosaic_axes, self._mosaic_fraction)
-        # Rows (domain, a|b|c): nanoBragg's rotate_umat(a0, a, umat) for every domain at once.
-        lattice = torch.einsum("dij,kj->dki", domains, real).reshape(-1, 3)
-        scattering, weight = self.geometry.scattering_A, self.geometry.weight
-        checkpoint = self._checkpoint and torch.is_grad_enabled() and lattice.requires_grad
-        pixels = []
-        for start in range(0, scattering.shape[0], self._chunk_pixels):
-            chunk = (scattering[start:start + self._chunk_pixels], weight[start:start + self._chunk_pixels], lattice)
-            if checkpoint:
-                pixels.append(torch.utils.checkpoint.checkpoint(self._render_chunk, *chunk, use_reentrant=False))
-            else:
-                pixels.append(self._render_chunk(*chunk))
-        image = torch.cat(pixels) * self._scale
-        return image.reshape(self.geometry.shape)
+        # (domain, a|b|c, xyz): nanoBragg's rotate_umat(a0, a, umat) for every domain at once.
+        lattice = torch.einsum("dij,kj->dki", domains, real)
+        if self._measure_threads:
+            self.threads = self._fastest_threads(lattice.detach())
+            self._measure_threads = False
+        if self.keep_jacobian and self._jacobians is None and lattice.requires_grad and torch.is_grad_enabled():
+            self._jacobians = torch.empty(self._jacobian_shape, dtype=self.dtype, device=self.device)
+        run = KernelRun(self._block_pixels, functools.partial(intra_op_threads, self.threads), self._kernel,
+                        self._jacobians if self.keep_jacobian else None)
+        image = ChunkedIntensity.apply(lattice, self._scattering_t, self._weight, self._n_cells,
+                                       self.options.crystal.shape, self._factors, run)
+        return (image[:math.prod(self.shape)] * self._scale).reshape(self.shape)
 
-    def _render_chunk(self, scattering: Tensor, weight: Tensor, lattice: Tensor) -> Tensor:
-        """Photons per r_e^2 * fluence for a block of pixels: (pixels, sub, 3) -> (pixels,)."""
-        hkl = (scattering @ lattice.T).unflatten(-1, (-1, 3))  # (pixels, sub, domains, 3)
-        amplitude = lattice_factor(hkl, self._n_cells, self.options.crystal.shape)
-        structure = self.structure_factors.lookup(hkl)
-        intensity = (amplitude * structure).square().mean(dim=-1)  # mean over domains
-        return (intensity * weight).mean(dim=-1)  # mean over sub-pixels
+    def _fastest_threads(self, lattice: Tensor) -> int:
+        """The CPU thread count that renders a block fastest, measured once per process and block shape."""
+        scattering_t, weight = self._scattering_t[0], self._weight[:self._block_pixels]
+
+        def work() -> None:
+            with torch.no_grad():
+                self._kernel(scattering_t, weight, lattice, self._n_cells, self.options.crystal.shape, self._factors,
+                             False)
+
+        key = ("simulator block", self.dtype, self.fused, self.options.crystal.shape, *self._jacobian_shape[1:])
+        return measured_thread_count(key, work)
 
     def _parameter(self, name: str, value: Tensor | Sequence[float] | float) -> Tensor:
         """``value`` as a tensor of the simulator's dtype, refusing NaN and Inf with the parameter's name."""

@@ -13,7 +13,7 @@ import pytest
 from ptylib.ici.cli import main
 from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import LOCK_NAME, RunRootLock, RunRootLockedError
-from tests.ptylib.test_ici_cli import seed_run_root
+from test_ici_cli import seed_run_root
 
 REPO = Path(__file__).resolve().parents[2]
 
