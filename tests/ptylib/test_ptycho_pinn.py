@@ -18,7 +18,11 @@ from ptylib.ptycho.metrics import pearson
 from ptylib.ptycho.objects import synthetic_object
 from ptylib.ptycho.pinn import physics
 from ptylib.ptycho.pinn.data import group_members
-from ptylib.ptycho.pinn.infer import check_compatible, predict_patches, stitch_group_patches
+from ptylib.ptycho.pinn.infer import (
+    check_compatible,
+    predict_patches,
+    stitch_group_patches,
+)
 from ptylib.ptycho.pinn.options import ModelKind, TrainingOptions
 from ptylib.ptycho.pinn.store import load_model, save_model
 from ptylib.ptycho.pinn.train import (
