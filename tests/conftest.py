@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,25 @@ def prefect_harness() -> Iterator[None]:
 def fixtures_dir() -> Path:
     """The directory holding recorded test data and stand-in executables."""
     return FIXTURES
+
+
+@pytest.fixture
+def artifact_keys(prefect_harness: None) -> Callable[[Iterable[str]], set[str]]:
+    """Which of the given artifact keys exist on the harness's API.
+
+    Filtered by the server: a plain listing is one page, and a session's flow tests make more
+    artifacts than a page holds.
+    """
+
+    def present(keys: Iterable[str]) -> set[str]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        async def read() -> set[str]:
+            async with get_client() as client:
+                found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))))
+                return {a.key for a in found if a.key}
+
+        return asyncio.run(read())
+
+    return present
