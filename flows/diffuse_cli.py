@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flows.scale_out import add_scale_out_arguments, scale_out_from_args
 from ptylib.diffuse.options import (
     BraggMaskOptions,
     DialsPhase1Options,
@@ -64,6 +65,7 @@ def add_diffuse_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dials-phil-path", help="DIALS path: extra PHIL file for dials.index")
     run.add_argument("--no-visual-check", action="store_true", help="skip the diagnostics")
     run.add_argument("--max-plot-points", type=_positive_int, default=20000, help="most q-points in the coverage plot")
+    add_scale_out_arguments(run)
     run.set_defaults(handler=run_command)
     check = commands.add_parser("check", help="the Phase 3 visual check on existing outputs (flow diffuse-visual-check)")
     check.add_argument("--grid-definition-file", required=True, help="global_voxel_grid_definition.json")
@@ -110,7 +112,8 @@ def run_command(args: argparse.Namespace) -> int:
         from flows.diffuse_phase3 import diffuse_phase3
 
         result = diffuse_phase3([str(p) for p in cbfs], str(Path(args.output_base_dir).absolute()), experiments,
-                                options, args.run_name, not args.no_visual_check, args.max_plot_points)
+                                options, args.run_name, not args.no_visual_check, args.max_plot_points,
+                                scale_out_from_args(args))
         print(f"run folder: {result['run_dir']}  (stills used {len(result['stills_used'])}, "
               f"failed {len(result['stills_failed'])})")
         return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from flows.scale_out import ScaleOut, run_jobs, task_runners
 from ptylib.ptycho.layout import (
     COMPARISON_MANIFEST,
     DESIGN,
@@ -36,7 +37,7 @@ from tasks.ptycho_learning import (
 @flow(name="study-phase-e-train", flow_run_name="train")
 def train_phase(run_dir: str, doses: Sequence[float] = (), views: Sequence[str] = (), gridsizes: Sequence[int] = (),
                 dry_run: bool = False, guardrail_reference: str | None = None,
-                guardrail_tolerance: float = 0.25) -> str:
+                guardrail_tolerance: float = 0.25, scale_out: ScaleOut | None = None) -> str:
     """Phase E: PINN gs1, PINN gs2 per overlap view and the supervised baseline for every dose.
 
     ``doses``/``views``/``gridsizes`` filter the job matrix (``full`` is the whole train split);
@@ -52,6 +53,8 @@ def train_phase(run_dir: str, doses: Sequence[float] = (), views: Sequence[str] 
     dry_run : only write the training plan.
     guardrail_reference : a training manifest whose final losses every job must match.
     guardrail_tolerance : allowed relative difference from the reference's final loss (fraction).
+    scale_out : where the training jobs run: one after another in this process (threads, the default:
+        TensorFlow uses every core) or all at once on a Dask cluster, one job per worker process.
     """
     design_json = str(Path(run_dir) / DESIGN)
     read_json(run_dir, DESIGN, "A")
@@ -60,7 +63,9 @@ def train_phase(run_dir: str, doses: Sequence[float] = (), views: Sequence[str] 
                               list(doses), list(views), list(gridsizes))
     if dry_run:
         return training_plan_file_task(run_dir, plan)
-    records = [train_job_task(run_dir, design_json, job) for job in plan["jobs"]]  # one at a time: TF uses the cores
+    with task_runners(scale_out or ScaleOut()) as make_runner:
+        records = run_jobs(train_job_task, [(run_dir, design_json, job) for job in plan["jobs"]], make_runner,
+                           "study-train-jobs")
     for skip in plan["skipped"]:
         get_run_logger().warning("%s skipped: %s", skip["job"], skip["reason"])
     manifest = training_manifest_task(run_dir, records, plan["skipped"])
@@ -70,18 +75,22 @@ def train_phase(run_dir: str, doses: Sequence[float] = (), views: Sequence[str] 
 
 
 @flow(name="study-phase-g-compare", flow_run_name="compare")
-def compare_phase(run_dir: str) -> str:
+def compare_phase(run_dir: str, scale_out: ScaleOut | None = None) -> str:
     """Phase G: for every dose × view, PINN vs supervised baseline vs LSQML on the same test split.
 
     Parameters
     ----------
     run_dir : folder of the study (phases E and F must have run in it).
+    scale_out : where the comparisons run: one after another in this process (threads, the default) or all
+        at once on a Dask cluster, one per worker process.
     """
     design_json = str(Path(run_dir) / DESIGN)
     training = read_json(run_dir, TRAINING_MANIFEST, "E")["jobs"]
     conditions, skipped = comparison_conditions(run_dir, training,
                                                 read_json(run_dir, LSQML_MANIFEST, "F")["reconstructions"])
-    records = [compare_task(run_dir, design_json, condition) for condition in conditions]
+    with task_runners(scale_out or ScaleOut()) as make_runner:
+        records = run_jobs(compare_task, [(run_dir, design_json, condition) for condition in conditions], make_runner,
+                           "study-compare-jobs")
     return comparison_manifest_task(run_dir, records, skipped)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.dose_overlap_learning import compare_phase, summary_phase, train_phase
+from flows.scale_out import ScaleOut, dask_cluster, run_jobs, task_runners
 from ptylib.io.lock import RunRootLock
 from ptylib.io.manifest import read_manifest, write_manifest
 from ptylib.ptycho.layout import DESIGN, INPUTS, RUN_MANIFEST, VIEWS_MANIFEST
@@ -108,15 +109,18 @@ def views_phase(run_dir: str) -> str:
 
 
 @flow(name="study-phase-f-lsqml", flow_run_name="lsqml")
-def lsqml_phase(run_dir: str, torch_threads: int | None = 1, device: Device = Device.AUTO) -> str:
-    """Phase F: pty-chi LSQML of each dose's full test split and of every view's test split, one at a time
-    (pty-chi sets process-wide torch state, so reconstructions do not share a process concurrently).
+def lsqml_phase(run_dir: str, torch_threads: int | None = 1, device: Device = Device.AUTO,
+                scale_out: ScaleOut | None = None) -> str:
+    """Phase F: pty-chi LSQML of each dose's full test split and of every view's test split, one at a time per
+    process (pty-chi sets process-wide torch state, so reconstructions do not share a process concurrently).
 
     Parameters
     ----------
     run_dir : folder of the study (phases A to D must have run in it).
     torch_threads : torch threads for LSQML (None: torch's default).
     device : torch device for pty-chi (auto: a GPU when present, else the CPU).
+    scale_out : where the reconstructions run: one after another in this process (threads, the default) or
+        all at once on a Dask cluster, one per worker process.
     """
     design_json = str(Path(run_dir) / DESIGN)
     read_json(run_dir, DESIGN, "A")
@@ -124,8 +128,9 @@ def lsqml_phase(run_dir: str, torch_threads: int | None = 1, device: Device = De
     views = read_json(run_dir, VIEWS_MANIFEST, "D")
     targets += [(b["dose"], b["view"], b["test"]["output_path"]) for b in views["views"] if b["status"] == "ok"]
     skipped = [s | {"reason": f"view skipped in phase D: {s['reason']}"} for s in views["skipped"]]
-    records = [lsqml_task(run_dir, design_json, path, dose, target, torch_threads, device)
-               for dose, target, path in targets]
+    with task_runners(scale_out or ScaleOut()) as make_runner:
+        records = run_jobs(lsqml_task, [(run_dir, design_json, path, dose, target, torch_threads, device)
+                                        for dose, target, path in targets], make_runner, "study-lsqml-jobs")
     return lsqml_manifest_task(run_dir, records, skipped)
 
 
@@ -134,7 +139,8 @@ def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDe
                        object_npz: str | None = None, phases: str = PHASES, torch_threads: int | None = 1,
                        device: Device = Device.AUTO, force: bool = False, doses: list[float] | None = None,
                        views: list[str] | None = None, gridsizes: list[int] | None = None, dry_run: bool = False,
-                       guardrail_reference: str | None = None, guardrail_tolerance: float = 0.25) -> dict[str, Any]:
+                       guardrail_reference: str | None = None, guardrail_tolerance: float = 0.25,
+                       scale_out: ScaleOut | None = None) -> dict[str, Any]:
     """Run the requested phases (letters of ``ABCDEFGH``, in order) of the study in ``run_dir``.
 
     Parameters
@@ -152,6 +158,9 @@ def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDe
     dry_run : phase E only plans its jobs (``phase_e/training_plan.json``); phases after E are not run.
     guardrail_reference, guardrail_tolerance : a reference ``training_manifest.json`` (relative to the
         working directory) whose final losses the trained jobs must not exceed by more than the tolerance.
+    scale_out : where the jobs of phases E (training), F (LSQML) and G (comparison) run: one after another in
+        this process (threads, the default) or on a Dask cluster (a local one started once for the study and
+        shared by the phases, or a scheduler address).
     """
     unknown = set(phases) - set(PHASES)
     if unknown or not phases:
@@ -163,18 +172,19 @@ def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDe
     object_npz = str(Path(object_npz).resolve()) if object_npz else None
     guardrail_reference = str(Path(guardrail_reference).resolve()) if guardrail_reference else None
     design = design or StudyDesign.for_profile(profile)
-    outputs: dict[str, Any] = {}
-    steps = {"A": lambda: design_phase(str(root), profile, design),
-             "B": lambda: inputs_phase(str(root), object_npz, force),
-             "C": lambda: generation_phase(str(root)), "D": lambda: views_phase(str(root)),
-             "E": lambda: train_phase(str(root), doses or [], views or [], gridsizes or [], dry_run,
-                                      guardrail_reference, guardrail_tolerance),
-             "F": lambda: lsqml_phase(str(root), torch_threads, device), "G": lambda: compare_phase(str(root)),
-             "H": lambda: summary_phase(str(root))}
-    with RunRootLock(root, owner="dose-overlap-study flow"):
+    scale_out = scale_out or ScaleOut()
+    jobs_scale_out = scale_out if set(phases) & set("EFG") else ScaleOut()  # no cluster for phases without jobs
+    with RunRootLock(root, owner="dose-overlap-study flow"), dask_cluster(jobs_scale_out) as shared:
+        steps = {"A": lambda: design_phase(str(root), profile, design),
+                 "B": lambda: inputs_phase(str(root), object_npz, force),
+                 "C": lambda: generation_phase(str(root)), "D": lambda: views_phase(str(root)),
+                 "E": lambda: train_phase(str(root), doses or [], views or [], gridsizes or [], dry_run,
+                                          guardrail_reference, guardrail_tolerance, shared),
+                 "F": lambda: lsqml_phase(str(root), torch_threads, device, shared),
+                 "G": lambda: compare_phase(str(root), shared), "H": lambda: summary_phase(str(root))}
         check_run_dir(root, design, object_npz, force=force)
         try:
-            outputs = dict(read_manifest(root)["outputs"])  # phases run earlier stay listed
+            outputs: dict[str, Any] = dict(read_manifest(root)["outputs"])  # phases run earlier stay listed
         except ValueError:
             outputs = {}
         for letter in PHASES:
@@ -184,7 +194,8 @@ def dose_overlap_study(run_dir: str, profile: Profile = "small", design: StudyDe
         write_manifest(root, pipeline="dose_overlap_study", inputs=[object_npz] if object_npz else [],
                        parameters={"profile": profile, "design": stored, "object_npz": object_npz, "phases": phases,
                                    "filters": {"doses": doses, "views": views, "gridsizes": gridsizes},
-                                   "dry_run": dry_run, "guardrail_reference": guardrail_reference},
+                                   "dry_run": dry_run, "guardrail_reference": guardrail_reference,
+                                   "scale_out": scale_out.model_dump(mode="json")},
                        outputs=outputs, extra={"seeds": {"simulation": stored.seed_simulation,
                                                          "grouping": stored.seed_grouping,
                                                          "subsampling": stored.seed_subsampling,

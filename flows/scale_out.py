@@ -1,20 +1,25 @@
 """Where a flow's fan-out runs: a thread pool in the flow's process (default) or a Dask cluster.
 
 A flow takes a :class:`ScaleOut` parameter; with threads its fan-out runs on the flow's own thread
-pool, with Dask as a subflow on the task runner that :func:`task_runners` gives. A local Dask cluster is started once per flow run (not per fan-out) and
-shut down at its end; with ``dask_address`` the tasks go to an existing scheduler (``dask scheduler``
-plus ``dask worker`` processes on other machines, which must see the same file system and code).
+pool, with Dask as a subflow on the task runner that :func:`task_runners` gives (:func:`run_jobs` for
+a list of independent task calls). A local Dask cluster is started once per flow run (not per fan-out;
+a parent flow shares it with its subflows through :func:`dask_cluster`) and shut down at its end;
+with ``dask_address`` the tasks go to an existing scheduler (``dask scheduler`` plus ``dask worker``
+processes on other machines, which must see the same file system and code).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum, auto
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from prefect import Task
 
 
 class RunnerKind(StrEnum):
@@ -38,24 +43,54 @@ class ScaleOut(BaseModel):
 
 
 @contextmanager
-def task_runners(options: ScaleOut) -> Iterator[Callable[[], Any] | None]:
-    """Yield a factory of Dask task runners for ``options``, or None for threads (the flow's own runner).
+def dask_cluster(options: ScaleOut) -> Iterator[ScaleOut]:
+    """Yield ``options`` with a scheduler address: a local Dask cluster's for the block when Dask is chosen
+    without one (threads, or a given address, are yielded unchanged).
 
-    A local Dask cluster lives as long as the block.
+    A parent flow hands the result to its subflows, so that they share one cluster instead of each starting its own.
     """
-    if options.runner == RunnerKind.THREADS:
-        yield None
-        return
-    from prefect_dask import DaskTaskRunner
-
-    if options.dask_address:
-        yield lambda: DaskTaskRunner(address=options.dask_address)
+    if options.runner == RunnerKind.THREADS or options.dask_address:
+        yield options
         return
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=options.dask_workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
-        yield lambda: DaskTaskRunner(address=cluster.scheduler_address)
+        yield options.model_copy(update={"dask_address": cluster.scheduler_address})
+
+
+@contextmanager
+def task_runners(options: ScaleOut) -> Iterator[Callable[[], Any] | None]:
+    """Yield a factory of Dask task runners for ``options``, or None for threads (the flow's own runner).
+
+    A local Dask cluster lives as long as the block.
+    """
+    with dask_cluster(options) as resolved:
+        if resolved.runner == RunnerKind.THREADS:
+            yield None
+            return
+        from prefect_dask import DaskTaskRunner
+
+        yield lambda: DaskTaskRunner(address=resolved.dask_address)
+
+
+def run_jobs(job: Task, calls: Sequence[tuple], make_runner: Callable[[], Any] | None, name: str) -> list[Any]:
+    """Run the task ``job`` once per argument tuple of ``calls``; return the results in the same order.
+
+    Threads (``make_runner`` None): one call after another in the calling flow run, for jobs that each use
+    every core or process-wide state (TensorFlow training, pty-chi). Dask: all submitted at once in the
+    subflow ``name`` on the runner; each Dask worker process runs one job at a time (local cluster: one
+    thread per worker), so such jobs never share a process concurrently.
+    """
+    if make_runner is None:
+        return [job(*args) for args in calls]
+    from prefect import flow
+
+    def submit_all() -> list[Any]:
+        futures = [job.submit(*args) for args in calls]
+        return [future.result() for future in futures]
+
+    return flow(name=name, task_runner=make_runner())(submit_all)()
 
 
 def add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:

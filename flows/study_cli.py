@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from flows.scale_out import ScaleOut, add_scale_out_arguments, scale_out_from_args
 from ptylib.ptycho.lsqml import Device, LSQMLOptions, resolve_device
 from ptylib.ptycho.options import StudyDesign
 
@@ -64,6 +65,8 @@ def add_study_arguments(subparsers: argparse._SubParsersAction) -> None:
             command.add_argument("--phases", default=phases, help="letters of the phases to run (default ABCDEFGH)")
         if "E" in phases:
             _training_arguments(command)
+        if set(phases) & set("EFG"):
+            add_scale_out_arguments(command)  # where the training, LSQML and comparison jobs run
         command.set_defaults(handler=run_study, phases=phases)
     infer = commands.add_parser("infer", help="apply a trained model to a dataset (amplitude/phase NPY + PNG)",
                                 description="Reconstruct a contract-valid dataset NPZ with a model folder "
@@ -122,6 +125,7 @@ def run_study(args: argparse.Namespace) -> int:
         result = dose_overlap_study(run_dir=run_dir, profile=args.profile, design=design,
                                     object_npz=args.object_npz, phases=args.phases,
                                     torch_threads=args.torch_threads, device=Device(args.device), force=args.force,
+                                    scale_out=scale_out_from_args(args) if hasattr(args, "runner") else ScaleOut(),
                                     **training)
     except (ValueError, RunRootLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,7 +1,10 @@
-"""The ICI event fan-out on a 2-worker local Dask cluster gives the same ledger as the thread runner."""
+"""Fan-outs on a 2-worker local Dask cluster give the same outputs as on threads: the ICI loop's event batches
+(the same ledger), the diffuse pipeline's per-still Phases 1-2 (the same pixel data and merged map), and the
+study's job lists (:func:`flows.scale_out.run_jobs`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -48,3 +51,44 @@ def test_ici_watch_continues_an_unfinished_loop_with_its_recorded_parameters(tmp
     assert unfinished_loop(root)["crystfel"]["geometry"] == str(data.geometry_path)
     assert ici_watch(str(tmp_path / "runs")) == {"continued": [str(root)], "busy": []}
     assert (root / "run_001").is_dir() and unfinished_loop(root) is None
+
+
+def test_diffuse_stills_on_dask_give_the_same_outputs_as_threads(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    import numpy as np
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from flows.diffuse_phase3 import diffuse_phase3
+    from ptylib.diffuse.layout import RunLayout
+    from ptylib.diffuse.synthetic import SyntheticDiffuseOptions, render_synthetic
+
+    data = render_synthetic(SyntheticDiffuseOptions(stills=3, pixels=128), tmp_path / "data")
+    common = {"cbf_image_paths": [str(p) for p in data.cbf_paths], "output_base_dir": str(tmp_path),
+              "experiment_paths": [str(p) for p in data.experiment_paths], "visual_check": False}
+    threads = diffuse_phase3(run_name="threads", **common)
+    with caplog.at_level(logging.INFO):
+        dask = diffuse_phase3(run_name="dask", scale_out=ScaleOut(runner=RunnerKind.DASK, dask_workers=2), **common)
+    assert "dask" in caplog.text.lower()
+    assert threads["stills_used"] == dask["stills_used"] == [1, 2, 3]
+
+    async def fan_out_runs() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["diffuse-stills"])))
+            return [run.name for run in runs]
+
+    names = asyncio.run(fan_out_runs())  # the Dask run's fan-out is a subflow; the threads run's is inline
+    assert any(n.endswith("/dask") for n in names) and not any(n.endswith("/threads") for n in names)
+    a, b = RunLayout(Path(threads["run_dir"])), RunLayout(Path(dask["run_dir"]))
+    for still in (1, 2, 3):
+        with np.load(a.pixel_data(still)) as left, np.load(b.pixel_data(still)) as right:
+            assert left.files == right.files
+            for key in left.files:
+                np.testing.assert_array_equal(left[key], right[key], err_msg=f"still {still}: {key}")
+    with np.load(a.voxel_data) as left, np.load(b.voxel_data) as right:
+        assert left.files == right.files and left[left.files[0]].size > 0
+        for key in left.files:
+            np.testing.assert_array_equal(left[key], right[key], err_msg=key)
+    assert json.loads(a.scaling.read_text()) == json.loads(b.scaling.read_text())
