@@ -1,2 +1,3 @@
-"""Deployments of the flows: ``serve_all.py`` serves them (with the flight check's schedule); ``prefect.yaml``
-declares them for a process work pool. Event triggers are planned, not yet declared."""
+"""Deployments of the flows: ``serve_all.py`` serves them (schedules, event triggers: inbox HDF5 files -> ICI loop,
+inbox CBF stills -> diffuse pipeline, ICI completion -> report); ``prefect.yaml`` declares the same set for a
+process work pool; ``inbox_watcher.py`` emits the inbox events; ``local_stack.py`` is ``ptyflows ui``."""

@@ -50,7 +50,9 @@ class StackOptions:
     inbox_runs_dir: Path = Path("runs/inbox")
     """Folder under which each inbox file's run root goes."""
     ici_inbox_parameters: Path | None = None
-    """JSON file of ici_loop parameters for inbox files (indexer, geometry, proposer)."""
+    """JSON file of ici_loop parameters for inbox HDF5 files (indexer, geometry, proposer)."""
+    diffuse_inbox_parameters: Path | None = None
+    """JSON file of diffuse_phase3 parameters for inbox CBF stills (the sample's cell and space group)."""
     schedules_paused: bool = False
     """Register the deployments' schedules paused (resume them in the UI)."""
     startup_timeout_s: float = 180.0
@@ -199,6 +201,8 @@ class LocalStack:
                 serve.append("--schedules-paused")
             if options.ici_inbox_parameters is not None:
                 serve += ["--ici-inbox-parameters", str(options.ici_inbox_parameters.resolve())]
+            if options.diffuse_inbox_parameters is not None:
+                serve += ["--diffuse-inbox-parameters", str(options.diffuse_inbox_parameters.resolve())]
             self._start(stack, "deployments", serve, env)
             if options.inbox is not None:
                 options.inbox.mkdir(parents=True, exist_ok=True)

@@ -30,15 +30,20 @@ WORK_POOL = "ptyflows-process"
 """The process work pool of prefect.yaml's deployments (``ptyflows ui up`` creates it)."""
 
 
-def inbox_trigger(kind: str) -> DeploymentEventTrigger:
-    """Start the deployment for each complete ``kind`` file the inbox watcher reports (one run per file)."""
+INBOX_PATH = "{{ event.resource['ptyflows.path'] }}"
+"""Trigger parameter template: the path of the file the inbox watcher reported."""
+INBOX_RUN_ROOT = "{{ event.resource['ptyflows.run-root'] }}"
+"""Trigger parameter template: the run folder the watcher proposed for that file (``<runs-dir>/<stem>-<hash>``)."""
+
+
+def inbox_trigger(kind: str, parameters: Mapping[str, Any]) -> DeploymentEventTrigger:
+    """Start the deployment for each complete ``kind`` file the inbox watcher reports (one run per file), with
+    ``parameters`` (templates of the event's labels) over the deployment's own."""
     from prefect.events import DeploymentEventTrigger
 
     return DeploymentEventTrigger(
         name=f"inbox-{kind}", expect={INBOX_EVENT},
-        match={"prefect.resource.id": "ptyflows.inbox.file.*", "ptyflows.kind": kind},
-        parameters={"run_root": "{{ event.resource['ptyflows.run-root'] }}",
-                    "inputs": ["{{ event.resource['ptyflows.path'] }}"]})
+        match={"prefect.resource.id": "ptyflows.inbox.file.*", "ptyflows.kind": kind}, parameters=dict(parameters))
 
 
 def ici_completed_trigger() -> DeploymentEventTrigger:
@@ -52,12 +57,15 @@ def ici_completed_trigger() -> DeploymentEventTrigger:
         parameters={"run_root": "{{ flow_run.parameters.run_root }}"})
 
 
-def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, schedules_paused: bool = False) -> list:
+def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, schedules_paused: bool = False,
+                      diffuse_inbox_parameters: Mapping[str, Any] | None = None) -> list:
     """The deployments served by this module (Prefect ``RunnerDeployment`` objects).
 
-    ``ici_inbox_parameters`` are the ICI loop's parameters for files from the inbox (indexer, geometry,
-    proposer); the trigger adds each file's ``inputs`` and ``run_root``. ``schedules_paused`` registers
-    the schedules paused (they can be resumed in the UI).
+    ``ici_inbox_parameters`` are the ICI loop's parameters for HDF5 files from the inbox (indexer, geometry,
+    proposer); the trigger adds each file's ``inputs`` and ``run_root``. ``diffuse_inbox_parameters`` are
+    the diffuse pipeline's for CBF stills (``options.dials.unit_cell`` and ``space_group`` of the sample);
+    the trigger adds ``cbf_image_paths`` and ``output_base_dir``. ``schedules_paused`` registers the
+    schedules paused (they can be resumed in the UI).
     """
     from deployments.forms import describe_parameters
 
@@ -103,7 +111,7 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
         ),
         _deploy(ici_loop,
             name="ici-inbox", tags=["ici", "inbox"], parameters=dict(ici_inbox_parameters or {}),
-            triggers=[inbox_trigger("hdf5")],
+            triggers=[inbox_trigger("hdf5", {"run_root": INBOX_RUN_ROOT, "inputs": [INBOX_PATH]})],
             description="ICI loop on each complete HDF5 file the inbox watcher reports (one run root per file).",
         ),
         _deploy(ici_demo,
@@ -113,11 +121,6 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
         _deploy(ici_study,
             name="ici-study", tags=["ici", "study"],
             description="ICI convergence study: the proposer vs the seed's hillmap, spiral and random search.",
-        ),
-        dose_overlap_study.to_deployment(
-            name="dose-overlap-study", tags=["ptycho", "study"],
-            description="Dose/overlap ptychography study A-H: datasets, views, PINN/baseline training (TensorFlow), "
-                        "pty-chi LSQML, three-way comparison, summary. Set run_dir and profile in the form.",
         ),
         # A scheduled flight check on tiny synthetic data, on a fresh run root each time: a broken install
         # or a loop that no longer finds the centres shows up as a failed run.
@@ -161,6 +164,12 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
             description="Diffuse Phases 1-3 + visual check: set cbf_image_paths, output_base_dir and "
                         "experiment_paths (known geometry) or options.dials.unit_cell/space_group (DIALS).",
         ),
+        _deploy(diffuse_phase3,
+            name="diffuse-inbox", tags=["diffuse", "inbox"], parameters=dict(diffuse_inbox_parameters or {}),
+            triggers=[inbox_trigger("cbf", {"cbf_image_paths": [INBOX_PATH], "output_base_dir": INBOX_RUN_ROOT})],
+            description="Diffuse Phases 1-3 on each complete CBF still the inbox watcher reports (one run per file, "
+                        "DIALS indexing): set options.dials.unit_cell and space_group of the sample.",
+        ),
         _deploy(diffuse_visual_check,
             name="diffuse-visual-check", tags=["diffuse"],
             description="The Phase 3 visual check on existing grid, scaling and voxel-data files.",
@@ -180,6 +189,19 @@ def build_deployments(ici_inbox_parameters: Mapping[str, Any] | None = None, sch
     ]
 
 
+def _parameters_file(parser: argparse.ArgumentParser, path: Path | None, flag: str) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (None when not given); a parser error naming the file otherwise."""
+    if path is None:
+        return None
+    try:
+        parameters = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        parser.error(f"{flag} {path}: {exc}")
+    if not isinstance(parameters, dict):
+        parser.error(f"{flag} {path}: expected a JSON object of flow parameters")
+    return parameters
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve all deployments until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m deployments.serve_all", description=__doc__)
@@ -187,16 +209,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--schedules-paused", action="store_true", help="register the schedules paused")
     parser.add_argument("--ici-inbox-parameters", type=Path, default=None,
                         help="JSON file of ici_loop parameters (backend, crystfel, dials, proposer ...) for inbox files")
+    parser.add_argument("--diffuse-inbox-parameters", type=Path, default=None,
+                        help="JSON file of diffuse_phase3 parameters (options.dials.unit_cell, space_group ...) "
+                             "for inbox CBF stills")
     args = parser.parse_args(argv)
-    inbox_parameters = None
-    if args.ici_inbox_parameters is not None:
-        try:
-            inbox_parameters = json.loads(args.ici_inbox_parameters.read_text())
-        except (OSError, ValueError) as exc:
-            parser.error(f"--ici-inbox-parameters {args.ici_inbox_parameters}: {exc}")
+    ici = _parameters_file(parser, args.ici_inbox_parameters, "--ici-inbox-parameters")
+    diffuse = _parameters_file(parser, args.diffuse_inbox_parameters, "--diffuse-inbox-parameters")
     from prefect import serve
 
-    serve(*build_deployments(inbox_parameters, args.schedules_paused), limit=args.limit)
+    serve(*build_deployments(ici, args.schedules_paused, diffuse), limit=args.limit)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ def add_ui_arguments(subparsers: argparse._SubParsersAction) -> None:
                     help="folder of the inbox files' run roots (default runs/inbox)")
     up.add_argument("--ici-inbox-parameters", type=Path,
                     help="JSON file of ici_loop parameters for inbox HDF5 files (backend, crystfel, dials, proposer)")
+    up.add_argument("--diffuse-inbox-parameters", type=Path,
+                    help="JSON file of diffuse_phase3 parameters for inbox CBF stills, e.g. "
+                         '{"options": {"dials": {"unit_cell": "36,42,48,90,90,90", "space_group": "P222"}}}')
     up.add_argument("--schedules-paused", action="store_true",
                     help="register the schedules (nightly regression, ICI watch, flight check) paused")
     up.set_defaults(handler=run_up)
@@ -46,21 +49,44 @@ def add_ui_arguments(subparsers: argparse._SubParsersAction) -> None:
         command.set_defaults(handler=handler)
 
 
+def _parameters_problem(flag: str, path: Path | None) -> str | None:
+    """Why the inbox parameters file ``path`` cannot be used (one line), or None; the diffuse file's ``options``
+    are checked against the pipeline's options model, so a typo fails here rather than in every triggered run."""
+    if path is None:
+        return None
+    try:
+        parameters = json.loads(path.read_text())
+        if not isinstance(parameters, dict):
+            raise TypeError("expected a JSON object of flow parameters")
+        if flag == "--diffuse-inbox-parameters" and "options" in parameters:
+            from pydantic import ValidationError
+
+            from ptylib.diffuse.options import DiffuseOptions
+
+            try:
+                DiffuseOptions.model_validate(parameters["options"])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ValueError(f"options.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    except (OSError, ValueError, TypeError) as exc:
+        return f"{flag} {path}: {exc}"
+    return None
+
+
 def run_up(args: argparse.Namespace) -> int:
     """Start the stack; print the UI's address and where the logs are. Exit code 2 when it cannot start."""
     from deployments.local_stack import LocalStack, StackOptions
 
-    if args.ici_inbox_parameters is not None:
-        try:
-            parameters = json.loads(args.ici_inbox_parameters.read_text())
-            if not isinstance(parameters, dict):
-                raise TypeError("expected a JSON object of ici_loop parameters")
-        except (OSError, ValueError, TypeError) as exc:
-            print(f"error: --ici-inbox-parameters {args.ici_inbox_parameters}: {exc}", file=sys.stderr)
+    for flag, path in (("--ici-inbox-parameters", args.ici_inbox_parameters),
+                       ("--diffuse-inbox-parameters", args.diffuse_inbox_parameters)):
+        problem = _parameters_problem(flag, path)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             return 2
     options = StackOptions(state_dir=args.state_dir, host=args.host, port=args.port,
                            inbox=None if args.no_inbox else args.inbox, inbox_runs_dir=args.inbox_runs_dir,
                            ici_inbox_parameters=args.ici_inbox_parameters,
+                           diffuse_inbox_parameters=args.diffuse_inbox_parameters,
                            schedules_paused=args.schedules_paused)
     try:
         stack = LocalStack(args.state_dir).up(options)
@@ -72,7 +98,8 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"Prefect UI: {stack['ui_url']}")
     print(f"logs: {Path(stack['state_dir']) / 'logs'}; 'ptyflows ui status' shows the parts, 'ptyflows ui down' stops them")
     if not args.no_inbox:
-        print(f"inbox: drop complete HDF5 files into {args.inbox.resolve()} to start the ICI loop")
+        print(f"inbox: drop complete HDF5 files into {args.inbox.resolve()} to start the ICI loop, CBF stills "
+              "to start the diffuse pipeline")
     return 0
 
 

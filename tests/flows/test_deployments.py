@@ -19,8 +19,8 @@ import yaml
 pytestmark = [pytest.mark.prefect_test]
 REPO = Path(__file__).parents[2]
 RAW_MARKUP = (":func:", ":class:", ":mod:", ":meth:", "``")
-SUBFLOWS_ONLY = {"flows/ici_loop.py:index_events"}
-"""Flows that only make sense inside their parent (one iteration's fan-out): no deployment of their own."""
+SUBFLOWS_ONLY = {"flows/ici_loop.py:index_events", "flows/diffuse_phase3.py:diffuse_stills"}
+"""Flows that only make sense inside their parent (a fan-out on Dask): no deployment of their own."""
 
 
 def _served() -> dict[str, Any]:
@@ -154,6 +154,12 @@ def test_schedules_and_triggers_point_where_the_issue_says() -> None:
     assert nightly.parameters == {"profile": "smoke", "fail_if_any": True}
     inbox = served["ici-inbox"].triggers[0]
     assert inbox.expect == {EVENT} and inbox.match.root["ptyflows.kind"] == "hdf5"
+    assert set(inbox.parameters) == {"run_root", "inputs"}
+    cbf = served["diffuse-inbox"]
+    assert cbf.entrypoint == "flows/diffuse_phase3.py:diffuse_phase3"
+    assert cbf.triggers[0].expect == {EVENT} and cbf.triggers[0].match.root["ptyflows.kind"] == "cbf"
+    assert cbf.triggers[0].parameters == {"cbf_image_paths": ["{{ event.resource['ptyflows.path'] }}"],
+                                          "output_base_dir": "{{ event.resource['ptyflows.run-root'] }}"}
     report = served["ici-report"].triggers[0]
     assert report.expect == {"prefect.flow-run.Completed"}
     assert report.match_related.root["prefect.resource.name"] == "ici-loop"

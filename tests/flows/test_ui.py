@@ -3,7 +3,8 @@
 One stack for the module (server start-up dominates the cost): an ICI demo run triggered through the
 REST API, its artifacts, the report run that its completion triggers, a headless-Chromium screenshot of
 the flow-run page (kept under ``$PTYFLOWS_TEST_ARTIFACTS``, default ``test-artifacts/``), and the inbox:
-a file dropped into it starts the ``ici-inbox`` deployment, a symbolic link to a file outside is ignored.
+a file dropped into it starts the ``ici-inbox`` deployment, a symbolic link to a file outside is ignored, and a
+CBF still dropped into it starts the ``diffuse-inbox`` deployment, which indexes it with DIALS and completes.
 ``ui down`` must leave no process of the stack behind.
 """
 
@@ -26,12 +27,14 @@ import pytest
 from deployments.local_stack import free_port, read_stack, started_by
 from deployments.screenshots import chromium, chromium_path
 from flows.ici_demo import standin_indexamajig
+from ptylib.diffuse.layout import RunLayout
+from ptylib.diffuse.synthetic import SyntheticDiffuseOptions, render_synthetic
 from ptylib.ici.synthetic.dataset import make_synthetic_run
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 REPO = Path(__file__).parents[2]
 INBOX_START_LIMIT_S = 30.0
-"""A complete file in the inbox starts the ICI deployment within this time (watcher poll 1 s, settle 2 s)."""
+"""A complete file in the inbox starts its deployment (ICI or diffuse) within this time (watcher poll 1 s, settle 2 s)."""
 
 
 def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -85,12 +88,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     inbox_parameters.write_text(json.dumps({
         "backend": "crystfel", "max_iterations": 1, "workers": 1,
         "crystfel": {"geometry": str(data.geometry_path), "indexamajig": str(standin_indexamajig(work / "bin"))}}))
+    diffuse_parameters = work / "diffuse_inbox.json"  # the synthetic sample's cell and symmetry, as a user gives theirs
+    sample = SyntheticDiffuseOptions()
+    diffuse_parameters.write_text(json.dumps({"options": {"dials": {
+        "unit_cell": ",".join(f"{v:g}" for v in sample.cell_A_deg), "space_group": sample.space_group_symbol}}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(PYTHONPATH=str(REPO), PREFECT_RUNNER_POLL_FREQUENCY="2")
     state = work / "state"
     up = _cli("ui", "up", "--state-dir", str(state), "--port", str(free_port()), "--inbox", str(work / "inbox"),
               "--inbox-runs-dir", str(work / "runs"), "--ici-inbox-parameters", str(inbox_parameters),
-              "--schedules-paused", cwd=work, env=env)
+              "--diffuse-inbox-parameters", str(diffuse_parameters), "--schedules-paused", cwd=work, env=env)
     recorded = read_stack(state)
     try:
         assert up.returncode == 0, up.stderr
@@ -188,3 +195,33 @@ def test_inbox_file_starts_the_ici_deployment_and_links_outside_are_ignored(stac
     assert len(api.runs(deployment["id"])) == 1
     log = (stack["state"] / "logs" / "inbox-watcher.log").read_text()
     assert "drop.h5" in log and "outside.h5" not in log
+
+
+@pytest.mark.dials
+def test_inbox_cbf_still_starts_the_diffuse_deployment(stack) -> None:
+    api: Api = stack["api"]
+    inbox = stack["work"] / "inbox"
+    deployment = api.deployment("diffuse-phase3", "diffuse-inbox")
+    still = render_synthetic(SyntheticDiffuseOptions(stills=1), stack["work"] / "cbf-data").cbf_paths[0]
+    partial = inbox / f"{still.name}.part"
+    shutil.copyfile(still, partial)
+    partial.rename(inbox / still.name)
+    complete = time.monotonic()
+    while not (runs := api.runs(deployment["id"])) and time.monotonic() - complete < INBOX_START_LIMIT_S:
+        time.sleep(0.5)
+    assert runs, f"no diffuse-inbox run within {INBOX_START_LIMIT_S} s of a complete CBF file"
+    parameters = runs[0]["parameters"]
+    assert len(runs) == 1 and parameters["cbf_image_paths"] == [str((inbox / still.name).resolve())]
+    assert parameters["options"]["dials"]["space_group"] == "P222"  # the deployment's own, from ui up
+    finished = api.wait_final(runs[0]["id"], 300)
+    assert finished["state_type"] == "COMPLETED", finished["state"]
+    run_dir = Path(parameters["output_base_dir"]) / f"{still.stem}_1stills"
+    assert run_dir.parent.parent == (stack["work"] / "runs").resolve()
+    layout = RunLayout(run_dir)
+    assert (layout.dials_dir(1) / "indexed.refl").is_file()  # indexed by DIALS, not from a known geometry
+    assert layout.voxel_data.stat().st_size > 0
+    table = api.post("/artifacts/filter", {"artifacts": {"key": {"any_": ["diffuse-phases-1-2"]},
+                                                         "flow_run_id": {"any_": [runs[0]["id"]]}}})
+    assert len(table) == 1
+    rows = json.loads(table[0]["data"]) if isinstance(table[0]["data"], str) else table[0]["data"]
+    assert [row["status"] for row in rows] == ["ok"]
