@@ -59,7 +59,12 @@ def test_diffuse_stills_on_dask_give_the_same_outputs_as_threads(tmp_path: Path,
 
     import numpy as np
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
 
     from flows.diffuse_phase3 import diffuse_phase3
     from ptylib.diffuse.layout import RunLayout
@@ -74,13 +79,17 @@ def test_diffuse_stills_on_dask_give_the_same_outputs_as_threads(tmp_path: Path,
     assert "dask" in caplog.text.lower()
     assert threads["stills_used"] == dask["stills_used"] == [1, 2, 3]
 
-    async def fan_out_runs() -> list[str]:
+    async def fan_out_runs() -> dict[str, list[str]]:
         async with get_client() as client:
             runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["diffuse-stills"])))
-            return [run.name for run in runs]
+            return {run.name: [f"{t.name.rsplit('-', 1)[0]} {t.state_type.value}" for t in await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))] for run in runs}
 
-    names = asyncio.run(fan_out_runs())  # the Dask run's fan-out is a subflow; the threads run's is inline
-    assert any(n.endswith("/dask") for n in names) and not any(n.endswith("/threads") for n in names)
+    runs = asyncio.run(fan_out_runs())  # the Dask run's fan-out is a subflow; the threads run's is inline
+    assert not any(name.endswith("/threads") for name in runs)
+    (tasks,) = [tasks for name, tasks in runs.items() if name.endswith("/dask")]
+    # The Dask workers' task runs are recorded on the flow's API, under the subflow.
+    assert sorted(tasks) == ["diffuse-phase1 COMPLETED"] * 3 + ["diffuse-phase2 COMPLETED"] * 3
     a, b = RunLayout(Path(threads["run_dir"])), RunLayout(Path(dask["run_dir"]))
     for still in (1, 2, 3):
         with np.load(a.pixel_data(still)) as left, np.load(b.pixel_data(still)) as right:
