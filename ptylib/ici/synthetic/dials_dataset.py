@@ -12,9 +12,9 @@ for each still (the ``--images`` events), whose ``true_offset_mm`` is the detect
 the supplied centre on the true one; with the DIALS backend's (CrystFEL's) meaning of a shift that
 is the offset (fast, slow) itself. The ICI report and ``centres.csv`` errors read them.
 
-Rendering takes about 9 s per still on one core (one sample per pixel: the 10-cell crystals' spots
-are several pixels wide), so an existing dataset in ``out_dir`` rendered with the same options is
-reused.
+The crystals (7 x 7 x 14 cells, Gaussian spot shapes) give spots 2-3 pixels wide, so one sample
+per pixel renders them faithfully (rendering takes about a second per still); an existing dataset in
+``out_dir`` rendered with the same options is reused.
 """
 
 from __future__ import annotations
@@ -38,17 +38,27 @@ PIXEL_MM = 0.172
 DISTANCE_MM = 155.0
 #: The stills, one event each, as ``ici run --images`` takes them (relative to the dataset folder).
 IMAGES_GLOB = "cbf/" + PREFIX + "_*.cbf"
+#: Crystal size in cells along a, b, c: a block of about 55 x 55 x 53 nm whose Gaussian spots
+#: (nanoBragg's ``-gauss``, no sinc side lobes) are 2-3 pixels wide, so one sample per pixel renders
+#: them faithfully. With the earlier 10^3-cell sinc crystals the spots were about one pixel wide and
+#: point-sampled: DIALS' positional RMSD at the true centre was 0.54 px against 0.20 px now, and
+#: the ICI study's refined centres were 0.0047 mm from the truth (median, 16 stills) against 0.0035 mm
+#: now (docs/ici.md, *Why these crystals*).
+CRYSTAL_CELLS = (7, 7, 14)
+#: Photons per m^2: about the integrated spot intensity of the earlier 10^3-cell crystals at 1e28.
+FLUENCE_PHOTONS_PER_M2 = 1.5e28
 #: Lysozyme's space group, given to dials.index with the rendered cell (the renderer knows no symmetry).
 LYSOZYME_SPACE_GROUP = "P43212"
 #: Where :func:`render_stills` puts event ``i``'s miniCBF, as a DIALS backend ``image_template``.
 IMAGE_TEMPLATE = "{h5_dir}/cbf/" + PREFIX + "_{frame:05d}.cbf"
-#: The simulator's 10-cell crystals have sinc side lobes around every spot; at DIALS' default
-#: threshold (3 sigma) many become "spots" that index poorly. 6 sigma keeps the Bragg peaks.
+#: Spot finding at 6 sigma (DIALS' default is 3). It was needed by the earlier sinc-shaped spots, whose
+#: side lobes became spots; on the Gaussian spots it changes little (16 stills, refine mode at the
+#: true centre: refined-centre error 0.0035 mm median at 6 sigma, 0.0033 mm at 3 sigma), and the
+#: accuracy figures in docs/ici.md were measured with it.
 FIND_SPOTS_ARGS = ("spotfinder.threshold.dispersion.sigma_strong=6",)
-#: RMSD gate (px): at their true centres these stills index with DIALS RMSDs of 0.14-0.51 px (24
-#: events, seed 2026; partial spots of small crystals), so the backend's 0.5 px would reject some
-#: at the very centre; with 0.7 px, fixed-mode successes stay within ~0.1 mm of the true centre
-#: (median RMSD 0.68 px at 0.1 mm, 1.2 px at 0.2 mm; bench/ici_dials.py).
+#: RMSD gate (px), the backend's default being 0.5: at their true centres these stills index with
+#: DIALS RMSDs of 0.18-0.23 px (16 events, seed 2026) and 0.28-0.33 px 0.04 mm away, so the gate only
+#: matters far from the centre; it was 0.7 px when the docs' accuracy figures were measured.
 MAX_RMSD_PX = 0.7
 
 
@@ -76,14 +86,17 @@ class DialsDataset:
 
 
 def _still_options(events: int, seed: int, radius_mm: float, background_photons: float, panel_px: int) -> Any:
-    from ptylib.diffraction.options import DetectorOptions
+    from ptylib.diffraction.options import BeamOptions, CrystalOptions, DetectorOptions
     from ptylib.diffraction.still_renderer import StillDatasetOptions
 
     # A smaller panel moves closer, so its edge stays at the same resolution.
     detector = DetectorOptions(fpixels=panel_px, spixels=panel_px, pixel_size_mm=PIXEL_MM,
                                distance_mm=DISTANCE_MM * panel_px / DETECTOR_PIXELS, oversample=1)
+    crystal = CrystalOptions(cell_a_A=79.1, cell_b_A=79.1, cell_c_A=37.9, n_cells=CRYSTAL_CELLS, shape="gauss",
+                             default_F=100.0)
     return StillDatasetOptions(events=events, seed=seed, beam_offset_max_mm=radius_mm / math.sqrt(2.0),
-                               background_photons=background_photons, prefix=PREFIX, detector=detector,
+                               background_photons=background_photons, prefix=PREFIX, crystal=crystal,
+                               beam=BeamOptions(fluence_photons_per_m2=FLUENCE_PHOTONS_PER_M2), detector=detector,
                                dtype="float32")
 
 
