@@ -11,8 +11,8 @@ events first (imports, first flow run), then alternate, ``--ici-budget`` events 
 (median of ``max(1, budget // events)`` repeats), as the machine's load drifts. The flow also runs
 with Prefect's flow-run heartbeats off: the heartbeat thread sleeps in 1 s steps and every flow run
 waits for it at its end (Prefect 3.9). Besides wall time, the CPU time of this process and of the
-API server is measured (not the event jobs': the same work on both sides): their difference is the
-orchestration's CPU, which other jobs on a shared machine change less than wall time.
+API server is measured (not the event jobs': the same work on both sides); the server's is
+orchestration alone, and other jobs on a shared machine change CPU time less than wall time.
 Prints a Markdown report and puts it in ``bench/RESULTS.md`` under ``## Orchestration overhead``.
 """
 
@@ -101,6 +101,34 @@ def flow_and_task_overhead(n_tasks: int, repeats: int) -> dict[str, float]:
     return figures
 
 
+def plan_argument_cost(n_events: int, repeats: int) -> tuple[float, float]:
+    """Median seconds of a ``NO_CACHE`` task run given an ICI plan of ``n_events`` jobs: as is, and quoted.
+
+    Prefect walks every element of a task's arguments looking for futures, unless they are quoted.
+    """
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.utilities.annotations import quote
+
+    from ptylib.ici.loop import RunPlan, plan_next_run
+    from ptylib.ici.model import EventKey
+
+    plan = plan_next_run({}, [EventKey("/data/run.h5", i) for i in range(n_events)], -1)
+
+    @task(cache_policy=NO_CACHE)
+    def takes(plan: RunPlan) -> int:
+        return len(plan.jobs)
+
+    @flow
+    def timed(quoted: bool) -> float:
+        start = time.perf_counter()
+        for _ in range(repeats):
+            takes(quote(plan) if quoted else plan)
+        return (time.perf_counter() - start) / repeats
+
+    return timed(False), timed(True)
+
+
 def plain_iteration(root: Path, inputs: list[str], workers: int) -> None:
     """One ICI iteration through the same task functions (``.fn``), no Prefect runs."""
     from ptylib.ici.backends import BackendName, CommandOptions, make_backend
@@ -144,18 +172,18 @@ def _api_server_cpu_s() -> float:
     return total
 
 
-def cpu_s() -> float:
-    """CPU seconds so far of this process (all threads) and the API server; the event jobs are not counted."""
+def cpu_s() -> tuple[float, float]:
+    """CPU seconds so far of this process (all threads; not its event jobs) and of the API server."""
     times = os.times()
-    return times.user + times.system + _api_server_cpu_s()
+    return times.user + times.system, _api_server_cpu_s()
 
 
-def ici_share(n_events: int, workers: int, scratch: Path, repeats: int) -> dict[str, tuple[float, float]]:
-    """Median (wall, CPU) seconds of one ICI iteration as plain functions, as the flow, and without heartbeats.
+def ici_share(n_events: int, workers: int, scratch: Path, repeats: int) -> dict[str, tuple[float, float, float]]:
+    """Median (wall, process CPU, server CPU) seconds of one ICI iteration: plain, as the flow, without heartbeats.
 
     The three are run in turn ``repeats`` times on ``n_events`` synthetic events, each in a new run root.
     CPU time (:func:`cpu_s`: this process and the API server, not the event jobs) varies less with
-    what else runs on the machine than wall time.
+    what else runs on the machine than wall time; the server's is orchestration alone.
     """
     from ptylib.ici.synthetic.dataset import make_synthetic_run
 
@@ -166,13 +194,14 @@ def ici_share(n_events: int, workers: int, scratch: Path, repeats: int) -> dict[
         "flow": lambda root: flow_iteration(root, inputs, workers),
         "flow, no heartbeats": lambda root: flow_iteration(root, inputs, workers, heartbeats=False),
     }
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            wall, cpu = time.perf_counter(), cpu_s()
+            wall, (process, server) = time.perf_counter(), cpu_s()
             run(Path(tempfile.mkdtemp(dir=scratch)))
-            samples[name].append((time.perf_counter() - wall, cpu_s() - cpu))
-    return {name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+            process_end, server_end = cpu_s()
+            samples[name].append((time.perf_counter() - wall, process_end - process, server_end - server))
+    return {name: tuple(statistics.median(column) for column in zip(*values, strict=True))
             for name, values in samples.items()}
 
 
@@ -199,11 +228,14 @@ def main() -> None:
                 ("task run, called in the flow", f"{cost['call'] * 1e3:.1f} ms", "same, called directly"),
                 ("task run, called, default cache policy", f"{cost['call, cached'] * 1e3:.1f} ms",
                  "same, cache key hashed and result persisted (no ICI task does this)")]
+        as_is, quoted = plan_argument_cost(max(args.events), args.repeats)
+        rows.append((f"task run given a {max(args.events)}-job ICI plan", (f"{as_is * 1e3:.0f} ms as is, "
+                     f"{quoted * 1e3:.0f} ms quoted"), "as `ici-finish-run` takes it; the ICI loop quotes it"))
         ici_share(8, 2, Path(scratch), 1)  # warm-up: imports and first runs cost neither side
         for n in args.events:
             repeats = max(1, args.ici_budget // n)
             measured = ici_share(n, 2, Path(scratch), repeats)
-            (plain, plain_cpu), (flowed, flowed_cpu) = measured["plain"], measured["flow"]
+            (plain, plain_cpu, plain_server), (flowed, flowed_cpu, flowed_server) = measured["plain"], measured["flow"]
             quiet = measured["flow, no heartbeats"][0]
             rows.append((f"ICI iteration, {n} events",
                          (f"wall: flow {flowed:.2f} s vs plain {plain:.2f} s: orchestration "
@@ -211,10 +243,9 @@ def main() -> None:
                           f"{100 * (quiet - plain) / quiet:.0f} %"),
                          f"median of {repeats}; near-free indexer `{INDEXER}`, 2 workers; target ≤ 10 %"))
             rows.append((f"ICI iteration, {n} events, CPU",
-                         (f"flow {flowed_cpu:.2f} s vs plain {plain_cpu:.2f} s: orchestration "
-                          f"{flowed_cpu - plain_cpu:.2f} s = {100 * (flowed_cpu - plain_cpu) / flowed:.0f} % "
-                          f"of the flow's wall time"),
-                         "CPU of this process and the API server (not the event jobs), median of each"))
+                         (f"API server {flowed_server:.2f} s (plain: {plain_server:.2f} s); this process "
+                          f"{flowed_cpu:.2f} s vs plain {plain_cpu:.2f} s"),
+                         "CPU seconds, median of each; the event jobs' CPU is not counted"))
     header += f", at end {os.getloadavg()[0]:.1f}"
     report = measurement_report(HEADING, header + "; command: `python bench/orchestration.py`", rows)
     print(report)
