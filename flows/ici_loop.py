@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
+from prefect.utilities.annotations import quote
 
 from flows.scale_out import ScaleOut, task_runners
 from ptylib.ici.backends import (
@@ -21,7 +22,6 @@ from ptylib.ici.backends.checks import check_backend_inputs, image_template
 from ptylib.ici.events import resolve_events
 from ptylib.ici.images import is_hdf5
 from ptylib.ici.jobs import end_stale_jobs
-from ptylib.ici.loop import IndexerFailedError
 from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.runroot.layout import LEDGER_NAME
 from ptylib.io.lock import RunRootLock
@@ -30,14 +30,11 @@ from ptylib.io.paths import reject_control_characters
 from tasks.artifacts import ProgressArtifact, publish_markdown
 from tasks.ici import (
     batches,
-    collect_run_task,
-    ingest_task,
-    plan_run_task,
-    prepare_run_task,
+    finish_run_task,
     propose_task,
     report_task,
     run_events_task,
-    summary_task,
+    start_run_task,
 )
 
 
@@ -71,7 +68,7 @@ def ici_loop(
     inputs: list[str] | None = None,
     events: str = "all",
     event_list: str | None = None,
-    images: str | None = None,
+    images: str | list[str] | None = None,
     backend: BackendName = BackendName.CRYSTFEL,
     crystfel: CrystfelOptions | None = None,
     command: CommandOptions | None = None,
@@ -91,8 +88,9 @@ def ici_loop(
     run_root : folder of the run: ``run_###/event_######/``, ``image_run_log.csv``, ``image_run_state.json``.
     inputs, events, event_list : CrystFEL-style HDF5 files with an event selection (``all``, ``0-9,12``),
         and/or a list file of ``file.h5 //N`` lines.
-    images : still images, one event each: a glob (``stills/*.cbf``) or a list file of image paths
-        (relative paths: to the working directory); the ``dials`` backend indexes them directly.
+    images : still images, one event each: a glob (``stills/*.cbf``), a list file of image paths, or a
+        list of image paths (relative paths: to the working directory); the ``dials`` backend indexes
+        them directly.
     backend, crystfel, command, dials : the indexer and its options.
     proposer : the proposer's knobs (the seed's defaults).
     max_iterations : total number of runs of the run root (a resumed loop continues up to it).
@@ -128,20 +126,17 @@ def ici_loop(
         })
         if (root / LEDGER_NAME).exists():
             propose_task(str(root), options)  # a killed run may have ingested without proposing
+        # Two task runs per iteration around the event batches; the event keys and the plan go in quoted,
+        # because Prefect otherwise walks every element of them looking for futures (~0.1 s per task
+        # at 2,000 events).
         while True:
-            plan = plan_run_task(str(root), keys, initial_shift_mm)
-            if not plan.jobs or plan.run_n >= max_iterations:
+            plan, scripts = start_run_task(str(root), quote(keys), initial_shift_mm, max_iterations, indexer)
+            if not scripts:
                 break
             logger.info("run %03d: %d events to index, %d done", plan.run_n, len(plan.jobs), plan.n_done)
-            scripts = prepare_run_task(str(root), plan, indexer)
             fan_out = fan_out_events if make_runner is None else index_events.with_options(task_runner=make_runner())
             fan_out(scripts, plan.run_n, workers, batch_size, event_timeout_s)
-            failure = collect_run_task(str(root), plan, indexer)["failure"]
-            if failure:
-                raise IndexerFailedError(failure)
-            ingest_task(str(root), plan.run_n)
-            propose_task(str(root), options)
-            summary_task(str(root), plan.run_n)
-        report = report_task(str(root), keys, options, image_template(backend_options))
+            finish_run_task(str(root), quote(plan), indexer, options)
+        report = report_task(str(root), quote(keys), options, image_template(backend_options))
     publish_markdown("ici-loop-final", report["markdown"], "ICI loop: final report")
     return report

@@ -2,8 +2,9 @@
 
 A loop is unfinished when its run root has an ``ici_loop`` manifest, some event is not DONE and fewer
 runs than its ``max_iterations`` exist (a killed or crashed loop, or one started with a small cap that
-was raised in the manifest). Each one is continued with the parameters recorded in its manifest; a run
-root that another loop holds (its lock) is left alone and reported.
+was raised in the manifest). Each one is continued with the parameters recorded in its manifest (a loop
+started from image files gets the absolute image paths recorded there, not the glob or list file, so it
+continues on the same events); a run root that another loop holds (its lock) is left alone and reported.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def unfinished_loop(root: Path) -> dict[str, Any] | None:
             return None
     backend = str(recorded["backend"])
     return {"run_root": str(root), "inputs": recorded["inputs"], "events": recorded["events"],
-            "event_list": recorded["event_list"], "backend": backend, backend: recorded["backend_options"] or None,
+            "event_list": recorded["event_list"], "images": recorded.get("images") or None,
+            "backend": backend, backend: recorded["backend_options"] or None,
             "proposer": recorded["proposer"], "max_iterations": recorded["max_iterations"],
             "initial_shift_mm": tuple(recorded["initial_shift_mm"]), "workers": recorded["workers"],
             "event_timeout_s": recorded["event_timeout_s"], "scale_out": recorded.get("scale_out")}

@@ -9,7 +9,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ptylib.ici.backends.base import IndexerBackend
-from ptylib.ici.loop import RunPlan, dead_indexer_message, plan_next_run
+from ptylib.ici.loop import (
+    IndexerFailedError,
+    RunPlan,
+    dead_indexer_message,
+    plan_next_run,
+)
 from ptylib.ici.model import EventKey
 from ptylib.ici.proposer.options import ProposerOptions
 from ptylib.ici.proposer.propose import propose_run_root
@@ -29,25 +34,25 @@ from tasks.artifacts import publish_markdown, publish_table
 from tasks.retry import transient_os_error
 
 
-@task(name="ici-plan-run", cache_policy=NO_CACHE)
-def plan_run_task(run_root: str, events: Sequence[EventKey], initial_shift_mm: tuple[float, float]) -> RunPlan:
-    """Plan the next run from the ledger: jobs for every event not yet DONE."""
-    root = Path(run_root)
-    state = read_state(root / STATE_NAME)
-    return plan_next_run(read_ledger(root / LEDGER_NAME), events, state.last_global_run, initial_shift_mm)
+@task(name="ici-start-run", cache_policy=NO_CACHE)
+def start_run_task(run_root: str, events: Sequence[EventKey], initial_shift_mm: tuple[float, float],
+                   max_iterations: int, backend: IndexerBackend) -> tuple[RunPlan, list[str]]:
+    """Plan the next run from the ledger and write its job scripts; returns the plan and the scripts.
 
-
-@task(name="ici-prepare-run", cache_policy=NO_CACHE)
-def prepare_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> list[str]:
-    """Write the run-level files and one job script per event; returns the scripts.
-
-    The runner skips scripts that already completed (a resumed, half-finished iteration).
+    The plan has a job for every event not yet DONE. No script is written (an empty list: the loop
+    ends) when every event is DONE or the run root already holds ``max_iterations`` runs. The runner
+    skips scripts that already completed (a resumed, half-finished iteration).
     """
     root = Path(run_root)
+    plan = plan_next_run(read_ledger(root / LEDGER_NAME), events, read_state(root / STATE_NAME).last_global_run,
+                         initial_shift_mm)
+    if not plan.jobs or plan.run_n >= max_iterations:
+        return plan, []
     run_dir = run_directory(root, plan.run_n)
     run_dir.mkdir(parents=True, exist_ok=True)
     backend.prepare_run(run_dir, plan.jobs)
-    return [str(backend.write_event_script(job, event_dir(root, plan.run_n, job.event_index))) for job in plan.jobs]
+    return plan, [str(backend.write_event_script(job, event_dir(root, plan.run_n, job.event_index)))
+                  for job in plan.jobs]
 
 
 @task(name="ici-run-events", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_os_error)
@@ -56,30 +61,37 @@ def run_events_task(scripts: Sequence[str], timeout_s: float) -> list[int]:
     return run_event_batch([Path(s) for s in scripts], timeout_s=timeout_s, workers=1)
 
 
-@task(name="ici-collect-run", cache_policy=NO_CACHE)
-def collect_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend) -> dict[str, object]:
-    """Concatenate the stream parts, parse every event and write ``chunk_metrics_###.csv``.
+@task(name="ici-finish-run", cache_policy=NO_CACHE)
+def finish_run_task(run_root: str, plan: RunPlan, backend: IndexerBackend, options: ProposerOptions) -> dict[str, object]:
+    """Close run ``plan.run_n``: collect its events, ingest them, propose the next shifts, publish the summary.
 
-    ``failure`` is the message of an indexer that failed on every event (None otherwise).
+    Collecting concatenates the stream parts, parses every event and writes ``chunk_metrics_###.csv``;
+    ingest (idempotent) adds the run's rows to the ledger; propose patches the ledger. Returns the
+    counts of each step. Raises :class:`~ptylib.ici.loop.IndexerFailedError`, before anything is
+    ingested, when the indexer failed on every event.
     """
-    run_dir = run_directory(Path(run_root), plan.run_n)
+    root = Path(run_root)
+    run_dir = run_directory(root, plan.run_n)
     missing = concatenate_streams(run_dir, plan.run_n, [job.event_index for job in plan.jobs])
     results = collect_run(run_dir, plan.run_n, plan.jobs, backend)
     indexed = sum(r.metric.indexed for r in results)
-    failure = None if indexed else dead_indexer_message(Path(run_root), plan)
-    return {"events": len(results), "indexed": indexed, "missing_parts": len(missing), "failure": failure}
-
-
-@task(name="ici-ingest", cache_policy=NO_CACHE)
-def ingest_task(run_root: str, run_n: int) -> int:
-    """Ingest the run's chunk metrics into the ledger (idempotent); returns rows added."""
-    return ingest_run(Path(run_root), run_n)
+    if not indexed and (failure := dead_indexer_message(root, plan)):
+        raise IndexerFailedError(failure)
+    rows = ingest_run(root, plan.run_n)
+    proposals = _propose(root, options)
+    _publish_summary(root, plan.run_n)
+    return {"events": len(results), "indexed": indexed, "missing_parts": len(missing), "rows_added": rows,
+            "proposals": proposals}
 
 
 @task(name="ici-propose", cache_policy=NO_CACHE)
 def propose_task(run_root: str, options: ProposerOptions) -> dict[str, int]:
     """Propose the next shift of every event and patch the ledger; returns counts by reason."""
-    return dict(propose_run_root(Path(run_root), options).counts_by_reason)
+    return _propose(Path(run_root), options)
+
+
+def _propose(root: Path, options: ProposerOptions) -> dict[str, int]:
+    return dict(propose_run_root(root, options).counts_by_reason)
 
 
 def batches(scripts: Sequence[str], batch_size: int) -> list[list[str]]:
@@ -91,7 +103,11 @@ def batches(scripts: Sequence[str], batch_size: int) -> list[list[str]]:
 @task(name="ici-summary", cache_policy=NO_CACHE)
 def summary_task(run_root: str, run_n: int) -> str:
     """Publish the ledger summary after run ``run_n`` as a Markdown artifact; returns the text."""
-    summary = summarize_run_root(Path(run_root))
+    return _publish_summary(Path(run_root), run_n)
+
+
+def _publish_summary(root: Path, run_n: int) -> str:
+    summary = summarize_run_root(root)
     publish_markdown(f"ici-summary-run-{run_n:03d}", f"# ICI summary after run {run_n:03d}\n\n{summary.to_markdown()}")
     return summary.to_text()
 

@@ -71,10 +71,11 @@ def read_event_list(list_path: str | os.PathLike[str]) -> list[EventKey]:
 
 def resolve_events(
     inputs: Sequence[str | os.PathLike[str]], selection: str = "all", event_list: str | None = None,
-    *, images: str | None = None,
+    *, images: str | Sequence[str] | None = None,
 ) -> list[EventKey]:
     """The ordered, de-duplicated events of a run: from a list file, ``selection`` applied to each input,
-    and one event per image of ``images`` (a glob or list file, :func:`ptylib.ici.images.resolve_images`).
+    and one event per image of ``images`` (a glob, a list file or a list of image paths,
+    :func:`ptylib.ici.images.resolve_images`).
 
     Relative paths are relative to the working directory; keys hold absolute paths.
     """

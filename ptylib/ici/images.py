@@ -1,9 +1,10 @@
 """Image files as ICI events: one event per still (CBF or any format dxtbx reads), no HDF5, no geometry.
 
 ``--images`` takes a glob (``stills/*.cbf``) or a list file (one image path per line; blank lines and
-lines starting with ``#`` or ``;`` are skipped; relative paths are relative to the list file). Each
-image becomes the event ``EventKey(<absolute image path>, 0)``, written in the ledger as the section
-line ``#<image path> event 0``. Paths are resolved against the caller's working directory and
+lines starting with ``#`` or ``;`` are skipped; relative paths are relative to the list file); the
+flow also takes a list of image paths (what a loop's manifest records, so ``ici-watch`` continues it
+on the same images). Each image becomes the event ``EventKey(<absolute image path>, 0)``, written in
+the ledger as the section line ``#<image path> event 0``. Paths are resolved against the caller's working directory and
 checked before the first run: a missing or unreadable image is a one-line :class:`IciInputError`.
 
 The beam centre of a miniCBF is read from its header with ``fabio`` (``Beam_xy`` in pixels,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +36,22 @@ def is_hdf5(path: str | os.PathLike[str]) -> bool:
     return str(path).lower().endswith(HDF5_SUFFIXES)
 
 
-def resolve_images(spec: str, *, cwd: str | os.PathLike[str] | None = None) -> list[EventKey]:
-    """The events of ``--images``: a glob, a list file or one image; absolute, sorted for a glob, checked.
+def resolve_images(spec: str | Sequence[str], *, cwd: str | os.PathLike[str] | None = None) -> list[EventKey]:
+    """The events of ``--images``: a glob, a list file or one image, or a list of image paths; absolute, checked.
 
+    A glob's matches are sorted; a list keeps its order (a loop's manifest records its images so).
     Raises :class:`IciInputError` naming the glob, list file or image that is missing, empty or unreadable.
     """
     base = Path(cwd) if cwd is not None else Path.cwd()
+    paths = _spec_paths(spec, base) if isinstance(spec, str) else [base / os.path.expanduser(p) for p in spec]
+    keys = [EventKey(str(p.resolve()), 0) for p in paths]
+    for key in keys:
+        check_image(key.h5_path)
+    return list(dict.fromkeys(keys))
+
+
+def _spec_paths(spec: str, base: Path) -> list[Path]:
+    """The images of a glob, a list file or one image named by ``spec`` (relative to ``base``)."""
     text = os.path.expanduser(spec.strip())
     if not text:
         raise IciInputError("--images", "empty: give a glob such as 'stills/*.cbf' or a list file")
@@ -49,15 +61,11 @@ def resolve_images(spec: str, *, cwd: str | os.PathLike[str] | None = None) -> l
         if not paths:
             raise IciInputError(spec, "the glob matches no file (relative to the working directory)",
                                 field_name="--images")
-    else:
-        path = Path(pattern)
-        if not path.is_file():
-            raise IciInputError(spec, "no such image or list file", field_name="--images")
-        paths = [path] if path.name.lower().endswith(IMAGE_SUFFIXES) else _read_image_list(path)
-    keys = [EventKey(str(p.resolve()), 0) for p in paths]
-    for key in keys:
-        check_image(key.h5_path)
-    return list(dict.fromkeys(keys))
+        return paths
+    path = Path(pattern)
+    if not path.is_file():
+        raise IciInputError(spec, "no such image or list file", field_name="--images")
+    return [path] if path.name.lower().endswith(IMAGE_SUFFIXES) else _read_image_list(path)
 
 
 def _read_image_list(path: Path) -> list[Path]:

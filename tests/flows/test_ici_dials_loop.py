@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def test_cli_indexes_a_folder_of_cbf_stills_and_writes_the_centres(stills) -> No
                "--max-iterations", "4", "--workers", "2"]
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(command, cwd=data, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, cwd=data, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "median_refined_centre_error_mm" in done.stdout and "__EVENT_DONE__" not in done.stdout + done.stderr
 
@@ -83,6 +84,31 @@ def test_two_iterations_in_fixed_mode(stills, tmp_path: Path) -> None:
     assert all(rows[key.h5_path]["refined_n"] == "0" and rows[key.h5_path]["refined_shift_x_mm"] == ""
                for key in histories)  # fixed mode: DIALS does not refine the detector
     assert [row["error_best_mm"] for row in report["centres"]] == [f"{e:.4f}" for e in errors]
+
+
+def test_ici_watch_continues_an_image_folder_loop_on_its_recorded_images(stills, tmp_path: Path) -> None:
+    from test_scale_out import raise_iteration_cap
+
+    from flows.ici_loop import ici_loop
+    from flows.ici_watch import ici_watch, unfinished_loop
+
+    folder = tmp_path / "stills"
+    shutil.copytree(Path(stills.images).parent, folder)
+    options = {k: v for k, v in stills.dials_options.items() if k != "image_template"}
+    root = tmp_path / "runs" / "r1"
+    ici_loop(run_root=str(root), images=str(folder / "*.cbf"), backend=BackendName.DIALS,
+             dials=DialsOptions(**options, mode="fixed"), max_iterations=1, workers=2)
+    images = sorted(str(p.resolve()) for p in folder.glob("*.cbf"))
+    raise_iteration_cap(root, 2)
+    # A still that arrives later matches the glob but is no event of this loop.
+    shutil.copy(folder / Path(images[0]).name, folder / "still_99999.cbf")
+    assert unfinished_loop(root)["images"] == images
+
+    assert ici_watch(str(tmp_path / "runs")) == {"continued": [str(root)], "busy": []}
+    histories = read_ledger(root / LEDGER_NAME)
+    assert [key.h5_path for key in histories] == images
+    assert all([row.run_n for row in h.rows] == [0, 1] for h in histories.values())
+    assert unfinished_loop(root) is None
 
 
 def test_readme_python_example_runs_as_written(stills, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ study's job lists (:func:`flows.scale_out.run_jobs`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -34,9 +35,14 @@ def test_dask_and_threads_give_the_same_ledger(tmp_path: Path, caplog: pytest.Lo
     assert (tmp_path / "dask" / LEDGER_NAME).read_text() == threads
 
 
-def test_ici_watch_continues_an_unfinished_loop_with_its_recorded_parameters(tmp_path: Path) -> None:
-    import json
+def raise_iteration_cap(root: Path, max_iterations: int) -> None:
+    """Raise the ``max_iterations`` recorded in a loop's manifest, as a user would by hand."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["parameters"]["max_iterations"] = max_iterations
+    (root / "manifest.json").write_text(json.dumps(manifest))
 
+
+def test_ici_watch_continues_an_unfinished_loop_with_its_recorded_parameters(tmp_path: Path) -> None:
     from flows.ici_loop import ici_loop
     from flows.ici_watch import ici_watch, unfinished_loop
 
@@ -45,9 +51,7 @@ def test_ici_watch_continues_an_unfinished_loop_with_its_recorded_parameters(tmp
     root = tmp_path / "runs" / "r1"
     ici_loop(run_root=str(root), inputs=[str(data.h5_path)], crystfel=crystfel, max_iterations=1, workers=1)
     assert unfinished_loop(root) is None  # its cap is reached
-    manifest = json.loads((root / "manifest.json").read_text())
-    manifest["parameters"]["max_iterations"] = 2  # the cap raised by hand
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    raise_iteration_cap(root, 2)
     assert unfinished_loop(root)["crystfel"]["geometry"] == str(data.geometry_path)
     assert ici_watch(str(tmp_path / "runs")) == {"continued": [str(root)], "busy": []}
     assert (root / "run_001").is_dir() and unfinished_loop(root) is None

@@ -52,3 +52,16 @@ def test_bad_inputs_are_named(tmp_path: Path, two_files: tuple[Path, Path]) -> N
     listing.write_text("a.h5 //x\n")
     with pytest.raises(IciInputError, match=r"bad.lst, line 1, field 'event'"):
         resolve_events([], event_list=str(listing))
+
+
+def test_images_as_a_list_keep_their_order_and_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ptylib.io.minicbf import MiniCbfHeader, write_minicbf
+
+    for name in ("s_000.cbf", "s_001.cbf"):
+        write_minicbf(tmp_path / name, np.zeros((20, 30), np.int32), MiniCbfHeader(0.172, 155.0, 1.0, 15.0, 10.0))
+    monkeypatch.chdir(tmp_path)
+    # A manifest's list (absolute) and a relative path: the list's order, not sorted, absolute keys.
+    keys = resolve_events([], images=[str(tmp_path / "s_001.cbf"), "s_000.cbf"])
+    assert keys == [EventKey(str(tmp_path / "s_001.cbf"), 0), EventKey(str(tmp_path / "s_000.cbf"), 0)]
+    with pytest.raises(IciInputError, match=r"^.*/gone\.cbf: image does not exist$"):
+        resolve_events([], images=["s_000.cbf", "gone.cbf"])
