@@ -86,14 +86,14 @@ class DialsDataset:
 
 
 def _still_options(events: int, seed: int, radius_mm: float, background_photons: float, panel_px: int) -> Any:
-    from ptylib.diffraction.options import BeamOptions, CrystalOptions, DetectorOptions
+    from ptylib.diffraction.options import BeamOptions, DetectorOptions
     from ptylib.diffraction.still_renderer import StillDatasetOptions
 
     # A smaller panel moves closer, so its edge stays at the same resolution.
     detector = DetectorOptions(fpixels=panel_px, spixels=panel_px, pixel_size_mm=PIXEL_MM,
                                distance_mm=DISTANCE_MM * panel_px / DETECTOR_PIXELS, oversample=1)
-    crystal = CrystalOptions(cell_a_A=79.1, cell_b_A=79.1, cell_c_A=37.9, n_cells=CRYSTAL_CELLS, shape="gauss",
-                             default_F=100.0)
+    # The renderer's lysozyme-like crystal, smaller and with Gaussian spots (see CRYSTAL_CELLS).
+    crystal = StillDatasetOptions().crystal.model_copy(update={"n_cells": CRYSTAL_CELLS, "shape": "gauss"})
     return StillDatasetOptions(events=events, seed=seed, beam_offset_max_mm=radius_mm / math.sqrt(2.0),
                                background_photons=background_photons, prefix=PREFIX, crystal=crystal,
                                beam=BeamOptions(fluence_photons_per_m2=FLUENCE_PHOTONS_PER_M2), detector=detector,
