@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+Centre = tuple[float, float]
+"""A beam centre or detector shift (x, y), in mm."""
+
 LEDGER_HEADER = (
     "run_n",
     "det_shift_x_mm",

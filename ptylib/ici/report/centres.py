@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ptylib.ici.images import ImageGeometry, cbf_geometry, is_hdf5
-from ptylib.ici.model import EventHistory, EventKey, IciInputError
+from ptylib.ici.model import Centre, EventHistory, EventKey, IciInputError
 from ptylib.ici.proposer.centre_model import estimate_refined_centres, refined_estimates
 from ptylib.ici.proposer.dxdy import run_root_dxdy_lookup
 from ptylib.ici.proposer.options import ProposerOptions
@@ -43,7 +43,6 @@ from ptylib.io.manifest import MANIFEST_NAME
 COLUMNS = ("event", "image", "status", "runs", "best_shift_x_mm", "best_shift_y_mm", "best_wrmsd_px",
            "refined_shift_x_mm", "refined_shift_y_mm", "refined_n", "beam_fast_px", "beam_slow_px")
 DIALS_SUMMARY_NAME = "dials_summary.json"  # written by ptylib.ici.backends.dials_worker (DIALS' own Python)
-Centre = tuple[float, float]
 
 
 @dataclass(frozen=True)

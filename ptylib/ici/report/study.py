@@ -25,11 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ptylib.ici.model import EventHistory, EventKey
+from ptylib.ici.model import Centre, EventHistory, EventKey
 from ptylib.io.atomic import atomic_write_text
 from ptylib.io.report import markdown_table, png_markdown, save_figure
-
-Centre = tuple[float, float]
 
 
 @dataclass(frozen=True)
